@@ -1,0 +1,119 @@
+"""Safe file I/O shared by every stage.
+
+Two rules of the project live here:
+
+* Nothing is written in place. :func:`atomic_write` writes to a temporary file
+  beside the destination and renames it, so an interrupted run never leaves a
+  half-written file that looks complete, and a file the user already has is
+  only replaced by a complete new one.
+* Nothing untrusted is unpickled with plain ``pickle.load``.
+  :func:`safe_pickle_load` uses an unpickler that only admits the types a
+  format needs (plain containers and scalars by default, numpy arrays on
+  request); anything else raises :class:`UnsafePickleError` naming the type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+__all__ = [
+    "UnsafePickleError",
+    "atomic_write",
+    "atomic_dump_pickle",
+    "safe_pickle_load",
+    "safe_pickle_loads",
+    "NUMPY_GLOBALS",
+]
+
+# Globals a pickle of numpy arrays needs (numpy 1.x and 2.x module paths).
+NUMPY_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+)
+
+_BUILTIN_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex")})
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """Raised when a pickle asks for a type its format does not allow."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file: IO[bytes], allowed: frozenset, source: str):
+        super().__init__(file)
+        self._allowed = allowed
+        self._source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._allowed:
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"{self._source}: refusing to unpickle {module}.{name}; this file may only hold "
+            "plain lists/dicts/numbers/strings"
+            + (" and numpy arrays" if NUMPY_GLOBALS <= self._allowed else "")
+            + ". It was not written by this pipeline or has been tampered with."
+        )
+
+
+def safe_pickle_loads(data: bytes, *, allow_numpy: bool = False, extra_globals=(), source: str = "<bytes>"):
+    """Unpickle ``data`` admitting only plain containers/scalars (and numpy if asked)."""
+    allowed = set(_BUILTIN_GLOBALS) | set(extra_globals)
+    if allow_numpy:
+        allowed |= NUMPY_GLOBALS
+    return _RestrictedUnpickler(io.BytesIO(data), frozenset(allowed), source).load()
+
+
+def safe_pickle_load(path: str | os.PathLike, *, allow_numpy: bool = False, extra_globals=()):
+    """Load a pickle file with the restricted unpickler; errors name the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    try:
+        return safe_pickle_loads(data, allow_numpy=allow_numpy, extra_globals=extra_globals, source=str(path))
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # truncated or not a pickle at all
+        raise ValueError(f"{path}: not a readable pickle file ({type(exc).__name__}: {exc})") from exc
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_dump_pickle(obj, path: str | os.PathLike) -> None:
+    """Pickle ``obj`` to ``path`` atomically (protocol 4, readable by Python >= 3.4)."""
+    with atomic_write(path, "wb") as f:
+        pickle.dump(obj, f, protocol=4)
