@@ -1,0 +1,160 @@
+"""Data pipeline benchmark: frame-store creation and training-window loading.
+
+    python bench/bench_data.py [--quick]
+
+* creator: frames/s and peak RSS (writer process and its encoding worker, each
+  measured with getrusage in a child process) for a generated 1280x720 video,
+  10 minutes at 25 fps (15,000 frames; --quick: 30 s), stored at 256x256 with one
+  encoding worker. Target: < 1 GB peak RSS.
+* loader: training windows/s on one core (torch and OpenCV limited to one
+  thread, no DataLoader workers) from a 256x256 store: reading 32 frames plus the
+  training augmentation, for a short and a long video (6,000 frames; --quick:
+  1,500), to show the cost does not grow with video length. Target: >= 80/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_video(path: Path, num_frames: int, width: int, height: int, fps: float = 25.0) -> None:
+    """A smooth textured background with a moving bright blob (compresses like real footage)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (height // 16 + 2, width // 16 + 2, 3), dtype=np.uint8)
+    background = cv2.resize(small, (width + 32, height + 32), interpolation=cv2.INTER_CUBIC)
+    noise = rng.integers(-6, 7, (4, height, width, 3)).astype(np.int16)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"{path}: cannot write a test video")
+    for i in range(num_frames):
+        dx, dy = (i * 3) % 32, (i * 2) % 32
+        frame = background[dy : dy + height, dx : dx + width].copy()
+        cx = int(width * (0.5 + 0.2 * np.sin(i / 15.0)))
+        cy = int(height * (0.5 + 0.15 * np.cos(i / 11.0)))
+        cv2.circle(frame, (cx, cy), max(8, height // 10), (230, 200, 180), -1)
+        frame = np.clip(frame.astype(np.int16) + noise[i % 4], 0, 255).astype(np.uint8)
+        writer.write(frame)
+    writer.release()
+
+
+_CREATOR_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from datasets.frame_store import create_frame_store
+if __name__ == "__main__":
+    start = time.perf_counter()
+    create_frame_store({dest!r}, {videos!r}, {boxes!r}, size=256, workers=1, progress=False)
+    wall = time.perf_counter() - start
+    # VmHWM: this process's own peak (getrusage's ru_maxrss would include the RSS of
+    # the parent that started it). The worker's peak: RUSAGE_CHILDREN, an upper bound.
+    hwm_kb = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({{"wall": wall, "self_mb": hwm_kb / 1024, "worker_mb": child_kb / 1024}}))
+"""
+
+
+def bench_creator(tmp: Path, quick: bool) -> list[dict]:
+    num_frames = 750 if quick else 15000
+    width, height = 1280, 720
+    videos = tmp / "creator_videos"
+    videos.mkdir()
+    make_video(videos / "long_720p.mp4", num_frames, width, height)
+    boxes = tmp / "creator_boxes.json"
+    boxes.write_text(json.dumps({"long_720p": [400, 60, 880, 700]}))
+    code = _CREATOR_CHILD.format(root=str(ROOT), dest=str(tmp / "creator_store"), videos=str(videos),
+                                 boxes=str(boxes))
+    script = tmp / "creator_child.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    minutes = num_frames / 25.0 / 60.0
+    note = f"{num_frames} frames 1280x720 ({minutes:.1f} min) -> 256x256, 1 worker"
+    return [
+        {"name": "creator_frames_per_s", "value": num_frames / stats["wall"], "unit": "frames/s", "note": note},
+        {"name": "creator_peak_rss_writer", "value": stats["self_mb"], "unit": "MB", "note": note},
+        {"name": "creator_peak_rss_worker", "value": stats["worker_mb"], "unit": "MB", "note": note + "; target < 1024"},
+    ]
+
+
+def bench_loader(tmp: Path, quick: bool) -> list[dict]:
+    import cv2
+    import torch
+
+    from datasets.frame_store import FrameStore, create_frame_store
+    from datasets.windows import TrainWindowDataset
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    lengths = {"short": 100 if quick else 300, "long": 1500 if quick else 6000}
+    videos = tmp / "loader_videos"
+    videos.mkdir()
+    for name, n in lengths.items():
+        make_video(videos / f"{name}.mp4", n, 320, 320)
+    boxes = tmp / "loader_boxes.json"
+    boxes.write_text(json.dumps({name: [40, 30, 280, 300] for name in lengths}))
+    create_frame_store(tmp / "loader_store", videos, boxes, size=256, workers=2, progress=False)
+    store = FrameStore(tmp / "loader_store")
+
+    rows = []
+    samples = 40 if quick else 200
+    for name, n in lengths.items():
+        rng = np.random.default_rng(1)
+        csv_path = tmp / f"{name}.csv"
+        lines = ["video,label,start_frame,end_frame,fcount"]
+        for _ in range(50):
+            start = int(rng.integers(0, n - 20))
+            lines.append(f"{name},{int(rng.integers(0, 60))},{start},{start + int(rng.integers(5, 20))},{n}")
+        csv_path.write_text("\n".join(lines) + "\n")
+        dataset = TrainWindowDataset(csv_path, store, 60, window=32, neg_prob=0.1, seed=0)
+        dataset[0]  # warm up (opens the LMDB, first allocations)
+        # CPU time of this process is what one core spends per window; wall time also
+        # counts waiting for the CPU when other work shares the machine.
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        for i in range(samples):
+            item = dataset[i % len(dataset)]
+            dataset.set_epoch(i // len(dataset) + 1)
+        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+        assert item["clip"].shape == (32, 3, 224, 224)
+        t0 = time.process_time()
+        for i in range(samples):
+            s = int(rng.integers(0, n - 32))
+            store.read_frames(name, range(s, s + 32))
+        read_cpu = (time.process_time() - t0) / samples
+        note = f"{n}-frame video, 256x256 store, read + train augmentation, 1 thread"
+        rows.append({"name": f"loader_windows_per_cpu_s_{name}", "value": samples / cpu, "unit": "windows/s",
+                     "note": note + ", per CPU-second; target >= 80"})
+        rows.append({"name": f"loader_windows_per_wall_s_{name}", "value": samples / wall, "unit": "windows/s",
+                     "note": note + ", wall clock"})
+        rows.append({"name": f"read_ms_per_window_{name}", "value": 1000 * read_cpu, "unit": "ms",
+                     "note": f"{n}-frame video: 32 frames read + JPEG-decoded (CPU time)"})
+    return rows
+
+
+def run(quick: bool) -> list[dict]:
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        tmp = Path(tmp)
+        rows += bench_creator(tmp, quick)
+        rows += bench_loader(tmp, quick)
+    for row in rows:
+        print(f"{row['name']:32s} {row['value']:10.1f} {row['unit']:10s} {row.get('note', '')}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter videos, fewer samples")
+    run(**vars(parser.parse_args()))

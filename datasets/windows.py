@@ -1,0 +1,288 @@
+"""Window datasets over a frame store: training samples, validation and inference windows.
+
+Frame conventions (shared with the fold CSVs and the decoder): frames are
+0-based; a sign covers frames ``start_frame ..= end_frame`` (inclusive: a
+decoded run ``s ..= e`` becomes ``[cls, s/fps, e/fps]``, so the inclusive end
+maps back onto the sign's end time). A window is ``window`` consecutive frames;
+in a video shorter than a window the last frame is repeated (those padded
+positions are background in targets), so no video is ever dropped.
+
+* :class:`TrainWindowDataset`: one sample per fold-CSV row (SPEC): with
+  probability ``neg_prob`` a uniformly random window of the row's video, else a
+  random start in ``[max(start - context, 0), min(end + context, n) - window)``.
+  Targets ``(window, C + 1)`` are multi-hot: every sign of the video (all its CSV
+  rows) overlapping the window is set on its frames; column C (background) is 1
+  where no sign is. All randomness comes from ``(seed, epoch, index)``.
+* :class:`ValWindowDataset`: non-overlapping windows covering whole videos, the
+  last one shifted back to end on the last frame.
+* :class:`InferenceWindowDataset`: windows at any stride, the last one shifted
+  back likewise, so every frame is covered.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .folds import FOLD_COLUMNS
+from .frame_store import FrameStore
+from .transforms import EvalClipTransform, TrainClipTransform
+
+__all__ = [
+    "FOLD_COLUMNS",
+    "read_fold_csv",
+    "window_indices",
+    "window_starts",
+    "sample_seed",
+    "TrainWindowDataset",
+    "ValWindowDataset",
+    "InferenceWindowDataset",
+]
+
+StoreLike = Union[FrameStore, str, os.PathLike]
+
+
+def _as_store(store: StoreLike) -> FrameStore:
+    return store if isinstance(store, FrameStore) else FrameStore(store)
+
+
+def read_fold_csv(path: str | os.PathLike) -> List[dict]:
+    """Rows of a fold CSV (``video,label,start_frame,end_frame,fcount``), checked.
+
+    Raises ``ValueError`` naming the file and line for a missing column, a
+    non-integer field, ``start_frame > end_frame`` or a negative value.
+    """
+    path = Path(path)
+    try:
+        handle = path.open(newline="")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such fold CSV") from None
+    rows = []
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in FOLD_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; expected {','.join(FOLD_COLUMNS)}")
+        for line, rec in enumerate(reader, start=2):
+            try:
+                row = {"video": rec["video"]}
+                for key in FOLD_COLUMNS[1:]:
+                    row[key] = int(rec[key])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: line {line}: {dict(rec)} has a non-integer field") from None
+            if min(row["label"], row["start_frame"], row["end_frame"]) < 0:
+                raise ValueError(f"{path}: line {line}: negative value in {row}")
+            if row["start_frame"] > row["end_frame"]:
+                raise ValueError(f"{path}: line {line}: start_frame > end_frame in {row}")
+            rows.append(row)
+    return rows
+
+
+def window_indices(start: int, window: int, num_frames: int) -> np.ndarray:
+    """Frame indices of the window at ``start``; past the last frame the last frame repeats."""
+    return np.minimum(np.arange(start, start + window), num_frames - 1)
+
+
+def window_starts(num_frames: int, window: int, stride: int) -> np.ndarray:
+    """Starts of windows at ``stride``, plus one shifted back to end on the last frame.
+
+    A video of at most ``window`` frames has the single start 0 (padded window).
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    last = num_frames - window
+    if last <= 0:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, last + 1, stride, dtype=np.int64)
+    if starts[-1] != last:
+        starts = np.append(starts, last)
+    return starts
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> np.random.SeedSequence:
+    """The seed of one sample: a function of (seed, epoch, index) only."""
+    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(index)])
+
+
+class TrainWindowDataset(Dataset):
+    """Training windows, one sample per fold-CSV row (see the module docstring).
+
+    ``transform(frames, generator)`` maps a uint8 ``(T, H, W, 3)`` clip to a tensor;
+    default :class:`TrainClipTransform` (256 -> random crop 224).
+    Item: ``{"clip", "target" (T, C+1) float32, "label", "video_index", "start"}``.
+    """
+
+    def __init__(
+        self,
+        csv_path: str | os.PathLike,
+        store: StoreLike,
+        num_classes: int,
+        *,
+        window: int = 32,
+        context: int = 16,
+        neg_prob: float = 0.0,
+        transform=None,
+        seed: int = 0,
+    ):
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if not 0.0 <= neg_prob <= 1.0:
+            raise ValueError(f"neg_prob must be in [0, 1], got {neg_prob}")
+        self.csv_path = str(csv_path)
+        self.store = _as_store(store)
+        self.num_classes = int(num_classes)
+        self.window, self.context, self.neg_prob = int(window), int(context), float(neg_prob)
+        self.transform = TrainClipTransform() if transform is None else transform
+        self.seed = int(seed)
+        self.epoch = 0
+
+        rows = read_fold_csv(csv_path)
+        if not rows:
+            raise ValueError(f"{csv_path}: no rows")
+        self.videos: List[str] = sorted({r["video"] for r in rows})
+        video_index = {v: i for i, v in enumerate(self.videos)}
+        missing = [v for v in self.videos if v not in self.store]
+        if missing:
+            raise KeyError(f"{csv_path}: video(s) {missing[:5]} are not in the frame store {self.store.path}")
+        bad = [r for r in rows if r["label"] >= self.num_classes]
+        if bad:
+            raise ValueError(f"{csv_path}: label {bad[0]['label']} of video {bad[0]['video']!r} is outside [0, {num_classes})")
+        # The store's count is what can be read; a CSV written from another store may differ.
+        self.num_frames = np.array([self.store.num_frames(v) for v in self.videos], dtype=np.int64)
+        self.labels = np.array([r["label"] for r in rows], dtype=np.int64)
+        self.row_video = np.array([video_index[r["video"]] for r in rows], dtype=np.int64)
+        self.row_start = np.array([r["start_frame"] for r in rows], dtype=np.int64)
+        self.row_end = np.array([r["end_frame"] for r in rows], dtype=np.int64)
+        self.signs: List[np.ndarray] = []  # per video: (k, 3) label, start_frame, end_frame
+        for i in range(len(self.videos)):
+            sel = self.row_video == i
+            self.signs.append(np.stack([self.labels[sel], self.row_start[sel], self.row_end[sel]], axis=1))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def window_start(self, index: int, rng: np.random.Generator) -> int:
+        """The start frame of sample ``index``'s window, drawn from ``rng``."""
+        n = int(self.num_frames[self.row_video[index]])
+        last = n - self.window  # the last start that keeps the window inside the video
+        use_negative = rng.random() < self.neg_prob
+        offset = rng.random()  # always drawn: the stream does not depend on the branch
+        if last <= 0:
+            return 0
+        if use_negative:
+            return int(offset * (last + 1))
+        lo = max(int(self.row_start[index]) - self.context, 0)
+        hi = min(int(self.row_end[index]) + self.context, n) - self.window
+        if hi <= lo:
+            # Sign plus context shorter than a window (or at a video edge): the window
+            # nearest to the context start still contains the sign.
+            return int(min(max(lo, 0), last))
+        return lo + int(offset * (hi - lo))
+
+    def target(self, video_index: int, start: int) -> np.ndarray:
+        """Multi-hot ``(window, C + 1)`` target of the window at ``start``."""
+        target = np.zeros((self.window, self.num_classes + 1), dtype=np.float32)
+        stop = min(start + self.window, int(self.num_frames[video_index])) - 1  # last real frame
+        for label, s, e in self.signs[video_index]:
+            lo, hi = max(int(s), start), min(int(e), stop)
+            if lo <= hi:
+                target[lo - start : hi - start + 1, label] = 1.0
+        target[:, self.num_classes] = target[:, : self.num_classes].max(axis=1) == 0
+        return target
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        index = int(index)
+        seq = sample_seed(self.seed, self.epoch, index)
+        rng = np.random.default_rng(seq)
+        generator = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+        video_index = int(self.row_video[index])
+        video = self.videos[video_index]
+        n = int(self.num_frames[video_index])
+        start = self.window_start(index, rng)
+        frames = self.store.read_frames(video, window_indices(start, self.window, n))
+        return {
+            "clip": self.transform(frames, generator),
+            "target": torch.from_numpy(self.target(video_index, start)),
+            "label": int(self.labels[index]),
+            "video_index": video_index,
+            "start": start,
+        }
+
+
+class _VideoWindows(Dataset):
+    """Fixed windows over whole videos; items ``{"clip", "video_index", "start", "length"}``.
+
+    ``length`` is the number of real (not padded) frames in the window.
+    Attributes: ``videos``, ``num_frames`` (per video), ``window_starts`` (per
+    video, an int64 array aligned with ``videos``) and ``index`` ((N, 2):
+    video index, start for every item).
+    """
+
+    stride: int
+
+    def __init__(self, store: StoreLike, videos: Optional[Sequence[str]], window: int, stride: int, transform):
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.store = _as_store(store)
+        self.videos: List[str] = list(self.store.videos if videos is None else videos)
+        missing = [v for v in self.videos if v not in self.store]
+        if missing:
+            raise KeyError(f"video(s) {missing[:5]} are not in the frame store {self.store.path}")
+        self.window, self.stride = int(window), int(stride)
+        self.transform = EvalClipTransform() if transform is None else transform
+        self.num_frames = [self.store.num_frames(v) for v in self.videos]
+        self.window_starts = [window_starts(n, self.window, self.stride) for n in self.num_frames]
+        if self.window_starts:
+            self.index = np.concatenate(
+                [np.stack([np.full(len(s), i), s], axis=1) for i, s in enumerate(self.window_starts)]
+            ).astype(np.int64)
+        else:
+            self.index = np.zeros((0, 2), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> Dict[str, object]:
+        video_index, start = (int(v) for v in self.index[item])
+        n = self.num_frames[video_index]
+        frames = self.store.read_frames(self.videos[video_index], window_indices(start, self.window, n))
+        return {
+            "clip": self.transform(frames),
+            "video_index": video_index,
+            "start": start,
+            "length": min(self.window, n - start),
+        }
+
+
+class ValWindowDataset(_VideoWindows):
+    """Non-overlapping windows covering every frame of ``videos`` (last one shifted back).
+
+    ``videos=None`` takes every video of the store. Default transform: :class:`EvalClipTransform`.
+    """
+
+    def __init__(self, store: StoreLike, videos: Optional[Sequence[str]] = None, *, window: int = 32, transform=None):
+        super().__init__(store, videos, window, window, transform)
+
+
+class InferenceWindowDataset(_VideoWindows):
+    """Windows at ``stride`` over every frame of ``videos`` (last one shifted back to the end)."""
+
+    def __init__(
+        self,
+        store: StoreLike,
+        videos: Optional[Sequence[str]] = None,
+        *,
+        window: int = 32,
+        stride: int = 1,
+        transform=None,
+    ):
+        super().__init__(store, videos, window, stride, transform)

@@ -1,0 +1,179 @@
+"""Per-frame scores -> sign intervals ``[class, start_ms, end_ms]``.
+
+Default settings reproduce the original decoding exactly (SPEC, "Decode"):
+argmax per frame, the last frame forced to background, each run of one
+non-background class from frame s to e (inclusive) becomes
+``[class, int(s / fps * 1000), int(e / fps * 1000)]``, dropped when the two
+millisecond values are equal. It runs in O(T) with numpy (the original's beam
+search was quadratic) and uses each video's real fps.
+
+Optional post-processing (all off by default, see :class:`DecodeSettings`),
+applied in this order:
+
+1. ``smoothing``: moving average of the scores over this many frames (centred;
+   near the ends the average is over the frames that exist);
+2. ``background_margin``: the background score is raised by this amount before
+   the argmax, so a sign wins a frame only if it beats background by the margin
+   (negative values favour signs);
+3. ``merge_gap``: two runs of the same class separated only by background for
+   at most this many frames become one run;
+4. ``min_length``: runs shorter than this many frames are dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import List, Mapping
+
+import numpy as np
+
+__all__ = ["DecodeSettings", "decode_frame_scores", "frame_labels", "labels_to_intervals", "decode_videos"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+    """Post-processing of per-frame scores; the defaults are the original decoding."""
+
+    smoothing: int = 0  # moving-average width in frames (0 or 1: none)
+    min_length: int = 0  # drop runs shorter than this many frames (0: keep all)
+    merge_gap: int = 0  # merge same-class runs separated by <= this many background frames
+    background_margin: float = 0.0  # a sign must beat background by this much to win a frame
+
+    def __post_init__(self):
+        for name in ("smoothing", "min_length", "merge_gap"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"DecodeSettings.{name} must be an int >= 0, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        margin = self.background_margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating, np.integer)):
+            raise ValueError(f"DecodeSettings.background_margin must be a number, got {margin!r}")
+        object.__setattr__(self, "background_margin", float(margin))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping, source: str = "decode settings") -> "DecodeSettings":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{source}: unknown decode settings {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        from .io import atomic_write
+
+        with atomic_write(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike) -> "DecodeSettings":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such file") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        # tuning writes {"settings": {...}, ...}; a bare settings object is accepted too
+        if isinstance(data, dict) and "settings" in data:
+            data = data["settings"]
+        return cls.from_dict(data, str(path))
+
+    def is_original(self) -> bool:
+        return self == DecodeSettings()
+
+
+def smooth_scores(scores: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over ``width`` frames (edges: mean of the frames available)."""
+    if width <= 1 or len(scores) == 0:
+        return scores
+    t = len(scores)
+    csum = np.concatenate([np.zeros((1, scores.shape[1])), np.cumsum(scores, axis=0, dtype=np.float64)])
+    lo = np.clip(np.arange(t) - (width - 1) // 2, 0, t)
+    hi = np.clip(np.arange(t) + width // 2 + 1, 0, t)
+    return (csum[hi] - csum[lo]) / (hi - lo)[:, None]
+
+
+def frame_labels(scores: np.ndarray, *, smoothing: int = 0, background_margin: float = 0.0) -> np.ndarray:
+    """Per-frame class ids (background = last column), last frame forced to background."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"scores must be (num_frames, num_classes + 1), got shape {scores.shape}")
+    background = scores.shape[1] - 1
+    if smoothing > 1:
+        scores = smooth_scores(scores.astype(np.float64), smoothing)
+    if background_margin:
+        scores = scores.astype(np.float64, copy=True)
+        scores[:, background] += background_margin
+    labels = np.argmax(scores, axis=1)
+    if len(labels):
+        labels[-1] = background
+    return labels
+
+
+def labels_to_intervals(
+    labels: np.ndarray, background: int, fps: float, *, min_length: int = 0, merge_gap: int = 0
+) -> List[List[int]]:
+    """Runs of equal non-background labels -> ``[[cls, start_ms, end_ms], ...]`` (ends inclusive)."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return []
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change - 1, [len(labels) - 1]])
+    classes = labels[starts]
+    keep = classes != background
+    starts, ends, classes = starts[keep], ends[keep], classes[keep]
+    if merge_gap > 0 and len(starts) > 1:
+        # consecutive sign runs: anything between them is background
+        join = (classes[1:] == classes[:-1]) & (starts[1:] - ends[:-1] - 1 <= merge_gap)
+        first = np.concatenate([[True], ~join])  # run opens a new merged group
+        last = np.concatenate([~join, [True]])  # run closes its group
+        starts, ends, classes = starts[first], ends[last], classes[first]
+    if min_length > 0:
+        keep = ends - starts + 1 >= min_length
+        starts, ends, classes = starts[keep], ends[keep], classes[keep]
+    # the original's arithmetic: int(frame / fps * 1000), float64, truncation
+    start_ms = (starts.astype(np.float64) / fps * 1000).astype(np.int64)
+    end_ms = (ends.astype(np.float64) / fps * 1000).astype(np.int64)
+    keep = start_ms != end_ms
+    return np.stack([classes[keep], start_ms[keep], end_ms[keep]], axis=1).astype(np.int64).tolist()
+
+
+def decode_frame_scores(
+    scores: np.ndarray,
+    fps: float,
+    *,
+    smoothing: int = 0,
+    min_length: int = 0,
+    merge_gap: int = 0,
+    background_margin: float = 0.0,
+) -> List[List[int]]:
+    """Decode one video's (num_frames, C+1) scores into ``[[cls, start_ms, end_ms], ...]``."""
+    settings = DecodeSettings(smoothing, min_length, merge_gap, background_margin)  # validates
+    scores = np.asarray(scores)
+    labels = frame_labels(scores, smoothing=settings.smoothing, background_margin=settings.background_margin)
+    return labels_to_intervals(
+        labels, scores.shape[1] - 1, fps, min_length=settings.min_length, merge_gap=settings.merge_gap
+    )
+
+
+def decode_videos(videos: Mapping[str, Mapping], settings: DecodeSettings = DecodeSettings()) -> dict:
+    """``{name: {"scores", "fps", ...}}`` -> ``{name: [[cls, start_ms, end_ms], ...]}``."""
+    return {
+        name: decode_frame_scores(np.asarray(v["scores"], dtype=np.float32), v["fps"], **settings.to_dict())
+        for name, v in videos.items()
+    }

@@ -1,0 +1,188 @@
+"""The whole pipeline on the embedded synthetic dataset, stage by stage.
+
+Each stage runs the project's own command-line script in a subprocess, exactly as a
+user would type it (the commands are printed), so the demo doubles as a worked
+example of the command sequence for real data:
+
+1. ``scripts/make_synthetic_dataset.py``  -> videos, GT pkl/TXT, signer boxes
+2. ``scripts/track1_lmdb_creator.py``     -> one LMDB frame store per split
+3. ``scripts/make_folds.py``              -> fold CSVs
+4. ``main.py``                            -> one HS-I3D (tiny) model per fold
+5. ``main_results_creator_v2.py``         -> per-frame scores per checkpoint and split
+6. ``solution_test_creator_v2.py``        -> decoding tuned on validation, test predictions
+7. ``scripts/evaluate.py``, ``scripts/visualize.py`` -> official F1 and plots
+
+A stage whose output already exists is skipped, so an interrupted demo continues
+where it stopped (every stage writes atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["run_demo"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPLITS = (
+    # (store name, dataset folder, videos folder, GT file, boxes file)
+    ("train", "TRAIN", "MSSL_TRAIN_SET_VIDEOS", "MSSL_TRAIN_SET_GT.pkl", "train_bboxes.json"),
+    ("valid", "VALIDATION", "MSSL_VAL_SET_VIDEOS", "MSSL_VAL_SET_GT.pkl", "valid_bboxes.json"),
+    ("test", "TEST", "MSSL_TEST_SET_VIDEOS", "MSSL_TEST_SET_GT.pkl", "test_bboxes.json"),
+)
+
+
+class DemoError(RuntimeError):
+    """A stage of the demo failed; the message names the command."""
+
+
+def _run(args: Sequence[str], log: list[str]) -> None:
+    cmd = [sys.executable, *map(str, args)]
+    shown = "python " + " ".join(shlex.quote(str(a)) for a in args)
+    print(f"\n$ {shown}", flush=True)
+    log.append(shown)
+    start = time.perf_counter()
+    completed = subprocess.run(cmd, cwd=ROOT)
+    if completed.returncode != 0:
+        raise DemoError(f"stage failed with exit status {completed.returncode}: {shown}")
+    print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def _best_checkpoint(run_dir: Path) -> Path:
+    ckpts = sorted((run_dir / "ckpts").glob("best_checkpoint_*.pt"))
+    if not ckpts:
+        raise DemoError(f"{run_dir}: training wrote no best checkpoint")
+    # best_checkpoint_{epoch}_{f1:.4f}.pt: highest F1, then latest epoch
+    def key(path: Path):
+        _, _, epoch, f1 = path.stem.split("_")
+        return float(f1), int(epoch)
+
+    return max(ckpts, key=key)
+
+
+def run_demo(
+    out: str = "demo_out",
+    folds: int = 2,
+    epochs: int | None = None,
+    stride: int = 2,
+    workers: int = 2,
+    seed: int = 0,
+    tiny: bool = False,
+) -> dict:
+    """Run every stage into ``out``; return (and print) the test score and where things are."""
+    start = time.perf_counter()
+    out_dir = Path(out).resolve()
+    data = out_dir / "data"
+    stores = out_dir / "lmdb"
+    folds_dir = out_dir / "folds"
+    runs = out_dir / "runs" / "5fold_neg0"
+    results = out_dir / "chalearn_results"
+    log: list[str] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. data
+    if not (data / "test_bboxes.json").exists():
+        cmd = ["scripts/make_synthetic_dataset.py", "--out", data, "--preset", "demo", "--seed", seed,
+               "--workers", workers, "--overwrite"]
+        if tiny:
+            cmd += ["--videos-per-split", "4,2,2", "--seconds", "12"]
+        _run(cmd, log)
+
+    # 2. frame stores
+    for name, folder, videos, _, boxes in SPLITS:
+        if not (stores / name).exists():
+            _run(["scripts/track1_lmdb_creator.py", "--dest_dir", stores / name,
+                  "--dataset_dir", data / folder / videos, "--bbox_dir", data / boxes,
+                  "--size", 64, "--workers", workers], log)
+
+    # 3. folds (original_split: training videos only, as the released 5-fold models)
+    train_gt = data / "TRAIN" / SPLITS[0][3]
+    val_gt = data / "VALIDATION" / SPLITS[1][3]
+    test_gt = data / "TEST" / SPLITS[2][3]
+    n_folds = 2 if tiny else 5
+    if not (folds_dir / "original_split" / f"valid_{n_folds - 1}.csv").exists():
+        _run(["scripts/make_folds.py", "--train-gt", train_gt, "--store", stores / "train",
+              "--out", folds_dir, "--folds", n_folds, "--num-classes", 10, "--seed", seed], log)
+
+    # 4. training, one run per fold
+    checkpoints = []
+    for fold in range(folds):
+        run_dir = runs / f"maxfix_neg0_fold{fold}"
+        overrides = [
+            f"data.frame_store={str(stores / 'train')!r}",
+            f"data.folds_dir={str(folds_dir / 'original_split')!r}",
+            f"data.fold={fold}",
+            f"io.run_dir={str(run_dir)!r}",
+            f"train.seed={seed + fold}",
+        ]
+        if epochs is not None:
+            overrides.append(f"train.epochs={epochs}")
+        if not list((run_dir / "ckpts").glob("best_checkpoint_*.pt")) or not (run_dir / "done").exists():
+            cmd = ["main.py", "--config", "config/demo_config.py"]
+            for item in overrides:
+                cmd += ["--set", item]
+            _run(cmd, log)
+            (run_dir / "done").write_text("training finished\n")
+        checkpoints.append(_best_checkpoint(run_dir))
+
+    # 5. per-checkpoint inference on validation (to tune decoding) and test
+    for ckpt in checkpoints:
+        for split in ("valid", "test"):
+            target = results / split / f"{ckpt.parent.parent.name}_{ckpt.stem}" / "frame_scores.pkl"
+            if not target.exists():
+                _run(["main_results_creator_v2.py", "--lmdb_dir", stores / split, "--checkpoint_dir", ckpt,
+                      "--save_dir", results, "--split", split, "--stride", stride, "--batch-size", 16,
+                      "--workers", 1], log)
+
+    # 6. ensemble: original decoding, decoding tuned on validation, test predictions
+    decode_json = out_dir / "decode_config.json"
+    _run(["solution_test_creator_v2.py", "--results-dir", results / "test", "--out",
+          out_dir / "predictions_original_decoding.pkl", "--evaluate", test_gt, "--quiet"], log)
+    _run(["solution_test_creator_v2.py", "--results-dir", results / "valid", "--tune-on", val_gt,
+          "--save-decode-config", decode_json, "--out", out_dir / "val_predictions.pkl", "--quiet"], log)
+    predictions = out_dir / "predictions.pkl"
+    _run(["solution_test_creator_v2.py", "--results-dir", results / "test", "--decode-config", decode_json,
+          "--out", predictions, "--save-scores", out_dir / "test_ensemble_scores.pkl", "--quiet"], log)
+
+    # 7. official score and plots
+    score_json = out_dir / "test_score.json"
+    score_original_json = out_dir / "test_score_original_decoding.json"
+    _run(["scripts/evaluate.py", "--gt", test_gt, "--pred", predictions, "--json", score_json, "--report"], log)
+    _run(["scripts/evaluate.py", "--gt", test_gt, "--pred", out_dir / "predictions_original_decoding.pkl",
+          "--json", score_original_json], log)
+    plots = out_dir / "plots"
+    _run(["scripts/visualize.py", "--scores", out_dir / "test_ensemble_scores.pkl", "--gt", test_gt,
+          "--pred", predictions, "--out", plots, "--max-videos", 3], log)
+
+    score = json.loads(score_json.read_text())
+    score_original = json.loads(score_original_json.read_text())
+    elapsed = time.perf_counter() - start
+    summary = {
+        "test_f1": score["f1"],
+        "test_precision": score["precision"],
+        "test_recall": score["recall"],
+        "test_f1_original_decoding": score_original["f1"],
+        "checkpoints": [str(c) for c in checkpoints],
+        "seconds": round(elapsed, 1),
+        "commands": log,
+    }
+    (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    print("\n" + "=" * 72)
+    print(f"data set        {data}")
+    print(f"frame stores    {stores}/{{train,valid,test}}")
+    print(f"fold CSVs       {folds_dir}")
+    print(f"trained runs    {runs}")
+    print(f"frame scores    {results}/{{valid,test}}")
+    print(f"predictions     {predictions}")
+    print(f"plots           {plots}")
+    print(f"summary         {out_dir / 'demo_summary.json'}")
+    print(f"test F1 (official metric): {score['f1']:.4f}  precision {score['precision']:.4f}  "
+          f"recall {score['recall']:.4f}   [original decoding: {score_original['f1']:.4f}]")
+    print(f"total time: {elapsed / 60:.1f} min")
+    return summary

@@ -1,0 +1,239 @@
+"""Figures for inspecting results (matplotlib, headless Agg backend).
+
+* :func:`plot_video_timeline`: ground-truth and predicted signs of one video on
+  a time axis, above a heatmap of its per-frame scores;
+* :func:`plot_class_f1`: per-class F1 bars (official metric);
+* :func:`plot_threshold_curves`: precision / recall / F1 against the IoU threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = [
+    "load_class_names",
+    "plot_video_timeline",
+    "plot_class_f1",
+    "plot_threshold_curves",
+    "visualize_main",
+]
+
+
+def load_class_names(path: Optional[str | os.PathLike]) -> Dict[int, str]:
+    """Class names from JSON (a list, or ``{id: name}``) or CSV (``id,name`` rows, header optional)."""
+    if not path:
+        return {}
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: class-names file not found")
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+        if isinstance(data, list):
+            return {i: str(n) for i, n in enumerate(data)}
+        if isinstance(data, dict):
+            try:
+                return {int(k): str(v) for k, v in data.items()}
+            except ValueError:
+                raise ValueError(f"{path}: keys must be class ids") from None
+        raise ValueError(f"{path}: expected a JSON list of names or an object {{id: name}}")
+    names = {}
+    with open(path, newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            if not row or not row[0].strip():
+                continue
+            try:
+                names[int(row[0])] = row[1].strip() if len(row) > 1 else row[0]
+            except ValueError:
+                if lineno == 1:
+                    continue  # header
+                raise ValueError(f"{path}: line {lineno}: expected 'class_id,name'") from None
+    return names
+
+
+def _label(cls: int, names: Mapping[int, str]) -> str:
+    return names.get(cls, str(cls))
+
+
+def _color(cls: int):
+    return plt.get_cmap("tab20")(cls % 20)
+
+
+def plot_video_timeline(
+    path: str | os.PathLike,
+    video: str,
+    *,
+    scores: Optional[np.ndarray] = None,
+    fps: float = 25.0,
+    gt: Sequence[Sequence[int]] = (),
+    pred: Sequence[Sequence[int]] = (),
+    class_names: Optional[Mapping[int, str]] = None,
+    max_classes: int = 12,
+) -> Path:
+    """Timeline (GT above predictions, seconds) and, if given, a heatmap of the scores.
+
+    The heatmap shows background plus the ``max_classes`` classes with the highest
+    peak score, the GT's and predictions' classes first, so 60 classes stay readable.
+    """
+    names = class_names or {}
+    path = Path(path)
+    has_scores = scores is not None and len(scores) > 0
+    fig, axes = plt.subplots(
+        2 if has_scores else 1, 1, figsize=(14, 6 if has_scores else 2.6), sharex=True, squeeze=False,
+        gridspec_kw={"height_ratios": [1, 2.2]} if has_scores else None,
+    )
+    ax = axes[0, 0]
+    duration = len(scores) / fps if has_scores else max([r[2] for r in (*gt, *pred)] or [1000]) / 1000
+    for y, (rows, title) in enumerate(((pred, "prediction"), (gt, "ground truth"))):
+        for cls, start, end in rows:
+            s, e = start / 1000, end / 1000
+            ax.broken_barh([(s, max(e - s, 1 / fps))], (y + 0.1, 0.8), facecolors=_color(cls), edgecolors="black",
+                           linewidth=0.5)
+            if e - s >= 0.012 * duration:  # no labels on slivers: they would overprint their neighbours
+                ax.text((s + e) / 2, y + 0.5, _label(cls, names), ha="center", va="center", fontsize=7, clip_on=True)
+    ax.set_yticks([0.5, 1.5], ["prediction", "ground truth"])
+    ax.set_ylim(0, 2)
+    ax.set_xlim(0, duration)
+    ax.set_title(f"{video}: {len(gt)} ground-truth signs, {len(pred)} predicted")
+    ax.grid(axis="x", alpha=0.3)
+
+    if has_scores:
+        scores = np.asarray(scores, dtype=np.float32)
+        background = scores.shape[1] - 1
+        wanted = []
+        for cls in [r[0] for r in (*gt, *pred)] + list(np.argsort(-scores[:, :background].max(axis=0))):
+            if cls not in wanted and cls != background:
+                wanted.append(int(cls))
+        shown = sorted(wanted[:max_classes]) + [background]
+        hax = axes[1, 0]
+        image = hax.imshow(scores[:, shown].T, aspect="auto", interpolation="nearest", cmap="viridis",
+                           extent=(0, duration, len(shown) - 0.5, -0.5), vmin=0,
+                           vmax=max(float(scores[:, shown].max()), 1e-6))
+        hax.set_yticks(range(len(shown)),
+                       [("background" if c == background else _label(c, names)) for c in shown], fontsize=7)
+        hax.set_xlabel("time (s)")
+        hax.set_ylabel("class")
+        fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.02, pad=0.01, label="score")
+    else:
+        ax.set_xlabel("time (s)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_class_f1(path: str | os.PathLike, report: Mapping, class_names: Optional[Mapping[int, str]] = None) -> Path:
+    """Bars of per-class F1 from :func:`signspot.metric.score_report` (number of GT signs on top)."""
+    names = class_names or {}
+    rows = report["per_class"]
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(rows) + 2), 4))
+    x = np.arange(len(rows))
+    ax.bar(x, [r["f1"] for r in rows], color=[_color(r["class"]) for r in rows], edgecolor="black", linewidth=0.4)
+    for xi, r in zip(x, rows):
+        ax.text(xi, r["f1"] + 0.01, str(r["n_gt"]), ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(x, [_label(r["class"], names) for r in rows], rotation=90, fontsize=7)
+    total = report["total"]
+    ax.axhline(total["f1"], color="black", linestyle="--", linewidth=0.8, label=f"overall F1 {total['f1']:.3f}")
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("F1 (summed over IoU thresholds)")
+    ax.set_title("per-class F1" + (" (strict one-to-one)" if report.get("strict") else " (official metric)")
+                 + "; numbers: ground-truth signs")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_threshold_curves(path: str | os.PathLike, report: Mapping) -> Path:
+    """Precision, recall and F1 against the IoU threshold."""
+    rows = report["per_threshold"]
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ious = [r["iou"] for r in rows]
+    for key, marker in (("precision", "o"), ("recall", "s"), ("f1", "^")):
+        ax.plot(ious, [r[key] for r in rows], marker=marker, label="F1" if key == "f1" else key)
+    ax.set_xlabel("IoU threshold")
+    ax.set_ylabel("value")
+    ax.set_ylim(0, max(1.05, max(r["precision"] for r in rows) + 0.05))
+    ax.grid(alpha=0.3)
+    ax.set_title(f"official metric over IoU thresholds (F1 {report['total']['f1']:.3f})")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def visualize_main(
+    scores: Optional[str] = None,
+    gt: Optional[str] = None,
+    pred: Optional[str] = None,
+    out: str = "plots",
+    videos: Optional[Sequence[str]] = None,
+    class_names: Optional[str] = None,
+    max_videos: int = 10,
+    exclude: Sequence[str] = (),
+) -> list:
+    """Write the figures to ``out``; returns the written paths."""
+    from tqdm import tqdm
+
+    from .decode import DecodeSettings
+    from .ensemble import decode_all, ensemble_frame_scores, find_score_files, load_any_scores
+    from .gt import MalformedIntervalsError, load_intervals
+    from .io import UnsafePickleError
+    from .metric import score_report
+    from .scores import ScoresFormatError
+
+    try:
+        names = load_class_names(class_names)
+        frame_scores = {}
+        if scores:
+            if Path(scores).is_dir():
+                frame_scores = ensemble_frame_scores(find_score_files(scores, exclude), progress=False)
+            else:
+                frame_scores = load_any_scores(scores)["videos"]
+        gt_data = load_intervals(gt) if gt else {}
+        if pred:
+            pred_data = load_intervals(pred)
+        elif frame_scores:
+            pred_data = decode_all(frame_scores, DecodeSettings())
+        else:
+            pred_data = {}
+    except (FileNotFoundError, MalformedIntervalsError, UnsafePickleError, ScoresFormatError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if not (frame_scores or gt_data or pred_data):
+        raise SystemExit("nothing to plot: give --scores, --gt and/or --pred")
+
+    out_dir = Path(out)
+    written = []
+    chosen = list(videos) if videos else sorted(set(frame_scores) | set(gt_data) | set(pred_data))[:max_videos]
+    unknown = [v for v in chosen if v not in frame_scores and v not in gt_data and v not in pred_data]
+    if unknown:
+        raise SystemExit(f"error: videos not found in the given files: {unknown}")
+    for video in tqdm(chosen, desc="timelines", unit="video"):
+        entry = frame_scores.get(video)
+        written.append(plot_video_timeline(
+            out_dir / f"timeline_{video}.png", video,
+            scores=None if entry is None else entry["scores"], fps=25.0 if entry is None else entry["fps"],
+            gt=gt_data.get(video, []), pred=pred_data.get(video, []), class_names=names,
+        ))
+    if gt_data and pred_data:
+        report = score_report(gt_data, pred_data)
+        written.append(plot_class_f1(out_dir / "class_f1.png", report, names))
+        written.append(plot_threshold_curves(out_dir / "iou_thresholds.png", report))
+    for p in written:
+        print(p)
+    return written

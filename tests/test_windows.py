@@ -1,0 +1,305 @@
+"""Window datasets, clip transforms and the class-balanced sampler."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datasets.frame_store import FrameStore, create_frame_store
+from datasets.samplers import ClassBalancedSampler
+from datasets.transforms import EvalClipTransform, TrainClipTransform
+from datasets.windows import (
+    InferenceWindowDataset,
+    TrainWindowDataset,
+    ValWindowDataset,
+    window_starts,
+)
+
+C = 4  # classes
+T = 32  # window
+
+
+LEVELS, STEP = 30, 8  # grey level (i % 30) * 8 encodes frame i; codec error stays below STEP / 2
+
+
+def make_video(path, n, size=(40, 32)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
+    for i in range(n):
+        writer.write(np.full((size[1], size[0], 3), (i % LEVELS) * STEP, np.uint8))
+    writer.release()
+
+
+LENGTHS = {"long": 80, "short": 20, "exact": 32}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("win")
+    (root / "v").mkdir()
+    for name, n in LENGTHS.items():
+        make_video(root / "v" / f"{name}.avi", n)
+    (root / "b.json").write_text(json.dumps({name: [4, 4, 36, 28] for name in LENGTHS}))
+    create_frame_store(root / "store", root / "v", root / "b.json", size=16, workers=0, progress=False)
+    return FrameStore(root / "store")
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "label", "start_frame", "end_frame", "fcount"])
+        w.writerows(rows)
+    return path
+
+
+def frame_ids(frames):
+    """Frame indices (mod LEVELS) from the grey level of uint8 frames."""
+    grey = frames[:, frames.shape[1] // 2, frames.shape[2] // 2].astype(float).mean(-1)
+    return np.rint(grey / STEP).astype(int) % LEVELS
+
+
+def assert_frames(frames, indices):
+    np.testing.assert_array_equal(frame_ids(frames), np.asarray(indices) % LEVELS)
+
+
+def raw(frames, generator=None):
+    return torch.from_numpy(frames.copy())
+
+
+ROWS = [
+    ["long", 0, 20, 30, 80],  # sign in the middle
+    ["long", 2, 26, 40, 80],  # overlaps the first
+    ["long", 1, 0, 5, 80],  # at the start
+    ["long", 3, 74, 79, 80],  # at the end
+    ["short", 1, 3, 9, 20],  # video shorter than a window
+]
+
+
+@pytest.fixture()
+def train_csv(tmp_path):
+    return write_csv(tmp_path / "train.csv", ROWS)
+
+
+def expected_target(video, start, n):
+    target = np.zeros((T, C + 1), np.float32)
+    for v, label, s, e, _ in ROWS:
+        if v != video:
+            continue
+        for t in range(T):
+            f = start + t
+            if f < n and s <= f <= e:
+                target[t, label] = 1
+    target[:, C] = target[:, :C].sum(1) == 0
+    return target
+
+
+def test_train_windows_overlap_sign_with_context_and_targets(store, train_csv):
+    ds = TrainWindowDataset(train_csv, store, C, window=T, context=16, transform=raw, seed=3)
+    assert len(ds) == len(ROWS) and ds.labels.tolist() == [r[1] for r in ROWS]
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for i, (video, label, s, e, n) in enumerate(ROWS):
+            item = ds[i]
+            start = item["start"]
+            frames = item["clip"].numpy()
+            assert frames.shape[0] == T
+            idx = np.minimum(np.arange(start, start + T), n - 1)
+            assert_frames(frames, idx)
+            if n > T:
+                lo, hi = max(s - 16, 0), min(e + 16, n) - T
+                assert 0 <= start <= n - T
+                assert (lo <= start < hi) if hi > lo else start == min(lo, n - T)
+                assert start <= e and start + T > s  # the window overlaps its sign
+            else:
+                assert start == 0
+            assert item["label"] == label
+            np.testing.assert_array_equal(item["target"].numpy(), expected_target(video, start, n))
+
+
+def test_short_video_padded_with_last_frame_and_background(store, train_csv):
+    ds = TrainWindowDataset(train_csv, store, C, window=T, transform=raw)
+    item = ds[4]
+    assert_frames(item["clip"].numpy(), list(range(20)) + [19] * 12)
+    target = item["target"].numpy()
+    assert target[3:10, 1].all() and target[:3, 1].sum() == 0 and target[10:, 1].sum() == 0
+    assert target[20:, C].all()  # padded positions are background
+    assert (target.sum(1) >= 1).all()
+
+
+def test_negative_windows_are_uniform_over_the_video(store, train_csv):
+    ds = TrainWindowDataset(train_csv, store, C, window=T, neg_prob=1.0, transform=raw)
+    starts = []
+    for epoch in range(300):
+        ds.set_epoch(epoch)
+        starts.append(ds.window_start(0, np.random.default_rng([0, epoch, 0])))
+    starts = np.array(starts)
+    assert starts.min() >= 0 and starts.max() <= 80 - T
+    assert starts.min() <= 3 and starts.max() >= 80 - T - 3  # reaches both ends
+    assert starts.std() > 10  # spread across the video, not tied to the sign at 20..30
+
+
+def test_train_randomness_comes_from_seed_epoch_index(store, train_csv):
+    make = lambda seed: TrainWindowDataset(  # noqa: E731
+        train_csv, store, C, window=T, neg_prob=0.5, transform=TrainClipTransform(resize=16, crop=12), seed=seed
+    )
+    a, b = make(7), make(7)
+    b.set_epoch(0)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    first = [a[i] for i in range(len(a))]
+    torch.manual_seed(999)  # the global RNGs play no part
+    np.random.seed(999)
+    second = [b[i] for i in reversed(range(len(b)))][::-1]
+    for x, y in zip(first, second):
+        assert x["start"] == y["start"]
+        assert torch.equal(x["clip"], y["clip"]) and torch.equal(x["target"], y["target"])
+    assert first[0]["clip"].shape == (T, 3, 12, 12) and first[0]["clip"].dtype == torch.float32
+    # Another epoch or another seed draws other windows/augmentations.
+    b.set_epoch(1)
+    c = make(8)
+    differs_epoch = any(not torch.equal(b[i]["clip"], first[i]["clip"]) for i in range(len(b)))
+    differs_seed = any(not torch.equal(c[i]["clip"], first[i]["clip"]) for i in range(len(c)))
+    assert differs_epoch and differs_seed
+    # Same samples through a DataLoader with worker processes.
+    loader = torch.utils.data.DataLoader(a, batch_size=None, num_workers=2, shuffle=False)
+    for x, y in zip(loader, first):
+        assert x["start"] == y["start"] and torch.equal(x["clip"], y["clip"])
+
+
+def test_train_csv_errors(store, tmp_path):
+    bad_video = write_csv(tmp_path / "a.csv", [["nope", 0, 1, 2, 10]])
+    with pytest.raises(KeyError, match="nope"):
+        TrainWindowDataset(bad_video, store, C)
+    bad_label = write_csv(tmp_path / "b.csv", [["long", C, 1, 2, 80]])
+    with pytest.raises(ValueError, match="label"):
+        TrainWindowDataset(bad_label, store, C)
+    reversed_sign = write_csv(tmp_path / "c.csv", [["long", 0, 9, 2, 80]])
+    with pytest.raises(ValueError, match="line 2"):
+        TrainWindowDataset(reversed_sign, store, C)
+
+
+def test_window_starts_cover_the_tail():
+    assert window_starts(80, 32, 32).tolist() == [0, 32, 48]
+    assert window_starts(64, 32, 32).tolist() == [0, 32]
+    assert window_starts(20, 32, 32).tolist() == [0]
+    assert window_starts(32, 32, 1).tolist() == [0]
+    assert window_starts(40, 32, 3).tolist() == [0, 3, 6, 8]
+
+
+def test_val_windows_cover_every_frame(store):
+    ds = ValWindowDataset(store, ["long", "short", "exact"], window=T, transform=raw)
+    assert [s.tolist() for s in ds.window_starts] == [[0, 32, 48], [0], [0]]
+    assert len(ds) == 5
+    covered = {v: np.zeros(n, bool) for v, n in zip(ds.videos, ds.num_frames)}
+    for i in range(len(ds)):
+        item = ds[i]
+        video, start, n = ds.videos[item["video_index"]], item["start"], ds.num_frames[item["video_index"]]
+        assert_frames(item["clip"].numpy(), np.minimum(np.arange(start, start + T), n - 1))
+        assert item["length"] == min(T, n - start)
+        covered[video][start : start + item["length"]] = True
+    assert all(c.all() for c in covered.values())
+
+
+def test_inference_windows_stride(store):
+    ds = InferenceWindowDataset(store, ["long", "short"], window=T, stride=5, transform=raw)
+    assert ds.window_starts[0].tolist() == list(range(0, 49, 5)) + [48]
+    assert ds.window_starts[1].tolist() == [0]
+    assert len(ds) == 12 and ds.index[-1].tolist() == [1, 0]
+    item = ds[10]
+    assert item["start"] == 48 and item["video_index"] == 0
+    clip = InferenceWindowDataset(store, ["exact"], window=T)[0]["clip"]  # default EvalClipTransform
+    assert clip.shape == (T, 3, 224, 224)
+
+
+def test_eval_transform_matches_cv2_resize_and_centre_crop():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
+    out = EvalClipTransform(resize=32, crop=24)(frames)
+    assert out.shape == (3, 3, 24, 24) and out.dtype == torch.float32
+    ref = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_LINEAR) for f in frames])[:, 4:28, 4:28]
+    np.testing.assert_allclose(out.permute(0, 2, 3, 1).numpy(), ref / 255.0 - 0.5, atol=1e-6)
+    same = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)  # already resize x resize: crop only
+    np.testing.assert_allclose(
+        EvalClipTransform(32, 24)(same).permute(0, 2, 3, 1).numpy(), same[:, 4:28, 4:28] / 255.0 - 0.5, atol=1e-6
+    )
+
+
+def test_train_transform_same_parameters_for_every_frame():
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    clip = np.repeat(frame[None], 6, axis=0)
+    transform = TrainClipTransform(resize=24, crop=16)
+    outputs = []
+    for seed in range(40):
+        out = transform(clip, torch.Generator().manual_seed(seed))
+        assert out.shape == (6, 3, 16, 16)
+        assert all(torch.equal(out[0], out[t]) for t in range(6))  # identical frames stay identical
+        assert out.min() >= -0.5 - 1e-6 and out.max() <= 0.5 + 1e-6
+        again = transform(clip, torch.Generator().manual_seed(seed))
+        assert torch.equal(out, again)
+        outputs.append(out[0])
+    assert len({o.sum().item() for o in outputs}) > 30  # the parameters do vary between clips
+    # Some clips are flipped, some grey (all three channels equal), as the probabilities say.
+    grey = sum(bool(torch.equal(o[0], o[1]) and torch.equal(o[1], o[2])) for o in outputs)
+    assert 1 <= grey <= 20
+
+
+def test_sampler_balances_classes():
+    labels = np.array([0] * 200 + [1] * 20 + [2] * 5 + [3] * 75)
+    sampler = ClassBalancedSampler(labels, num_samples=20000, seed=5)
+    draws = np.array(list(sampler))
+    assert len(draws) == 20000
+    freq = np.bincount(labels[draws], minlength=4) / len(draws)
+    np.testing.assert_allclose(freq, 0.25, atol=0.02)
+    assert list(sampler) == draws.tolist()  # same (seed, epoch): same draw
+    sampler.set_epoch(1)
+    assert list(sampler) != draws.tolist()
+    assert len(ClassBalancedSampler(labels)) == len(labels)
+
+
+def test_sampler_ranks_take_disjoint_slices_of_one_draw():
+    labels = np.array([0, 0, 0, 1, 2, 2, 1])
+    ranks = [ClassBalancedSampler(labels, num_samples=10, seed=2, rank=r, world_size=3) for r in range(3)]
+    for s in ranks:
+        s.set_epoch(4)
+    parts = [list(s) for s in ranks]
+    assert [len(p) for p in parts] == [4, 4, 4] and all(len(s) == 4 for s in ranks)
+    merged = [None] * 12
+    for r, part in enumerate(parts):
+        merged[r::3] = part
+    assert merged == ranks[0].global_draw().tolist()
+    with pytest.raises(ValueError):
+        ClassBalancedSampler(labels, rank=3, world_size=3)
+
+
+@pytest.mark.parametrize("case", ["plain", "rotate", "jitter", "grey", "resize"])
+def test_fast_train_transform_matches_torchvision_reference(case):
+    rng = np.random.default_rng(2)
+    # Smooth content (like video), so bilinear rounding differences stay small.
+    base = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (40, 40), interpolation=cv2.INTER_CUBIC)
+    frames = np.stack([np.roll(base, i, axis=1) for i in range(4)])
+    size = 48 if case == "resize" else 40
+    transform = TrainClipTransform(resize=size, crop=32)
+    params = {"angle": 0.0, "top": 3, "left": 5, "flip": True, "jitter": None, "jitter_order": [0, 1, 2, 3],
+              "grey": False}
+    if case in ("rotate", "resize"):
+        params["angle"] = -4.0
+    if case == "jitter":
+        params.update(jitter=(1.15, 0.85, 1.2, 0.12), jitter_order=[3, 1, 0, 2])
+    if case == "grey":
+        params.update(jitter=(0.9, 1.1, 0.8, -0.1), grey=True)
+    fast = transform.apply(frames, params)
+    ref = transform.apply_torchvision(frames, params)
+    assert fast.shape == ref.shape == (4, 3, 32, 32) and fast.dtype == ref.dtype == torch.float32
+    diff = (fast - ref).abs()
+    inner = diff[..., 2:-2, 2:-2]  # border pixels of a warp may blend the zero fill differently
+    if case == "plain":
+        assert diff.max() < 1e-6
+    elif case == "rotate":  # the same bilinear rotation: at most one grey level apart
+        assert inner.max() < 1.5 / 255
+    elif case == "resize":
+        assert inner.mean() < 1.5e-3 and inner.max() < 3 / 255
+    else:  # hue on 8-bit HSV (as PIL) against torchvision's float HSV
+        assert inner.mean() < 4e-3 and torch.quantile(inner.flatten(), 0.99) < 2.5e-2, (inner.mean(), inner.max())
