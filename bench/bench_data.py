@@ -85,7 +85,8 @@ def bench_creator(tmp: Path, quick: bool) -> list[dict]:
     return [
         {"name": "creator_frames_per_s", "value": num_frames / stats["wall"], "unit": "frames/s", "note": note},
         {"name": "creator_peak_rss_writer", "value": stats["self_mb"], "unit": "MB", "note": note},
-        {"name": "creator_peak_rss_worker", "value": stats["worker_mb"], "unit": "MB", "note": note + "; target < 1024"},
+        {"name": "creator_peak_rss_worker", "value": stats["worker_mb"], "unit": "MB",
+         "note": note + "; target < 1024"},
     ]
 
 

@@ -7,11 +7,18 @@ Builds a frame store of synthetic videos (256 x 256 frames, as the real stores)
 and runs :func:`signspot.inference.infer_videos` on one video per measurement,
 each in a fresh child process so that its peak resident memory (``ru_maxrss``)
 is its own: the inference process itself, and separately the largest DataLoader
-worker. Configurations: the tiny model at 64 px on videos of 500 / 2,000 / 6,000
-frames at stride 1 and 8 (quick: 200 / 800 frames), and the full HS-I3D at 224
-px (skipped by ``--quick``; on the CPU only a short video at stride 8, since the
-full model scores about one window per second there). The original held a whole
-video as float tensors: 11.9 GB for 6,000 frames.
+worker. The original held a whole video as float tensors: 11.9 GB for 6,000
+frames. Configurations:
+
+* ``pipeline``: the real data path at 224 px (decode, resize, crop, windows,
+  aggregation) with a stub network of negligible cost, on videos of 500 / 2,000 /
+  6,000 frames (quick: 200 / 800) at stride 1 and 8: what memory does as videos
+  grow, and the rate frames can be fed at.
+* ``hs_i3d_tiny`` at 64 px, and the full ``hs_i3d`` at 224 px: the same with the
+  network. On the CPU the full model scores about a window per second, so it runs
+  on one short video there (skipped by ``--quick``); on CUDA, on every length.
+* ``import torch``: the resident memory of a process that only imports torch,
+  the floor every figure above includes.
 """
 
 from __future__ import annotations
@@ -60,9 +67,32 @@ def _make_store(root: Path, lengths: list[int]) -> Path:
     return store
 
 
+def _stub_model():
+    """Five heads computed from the clip's mean intensity: the data path's cost, no network's."""
+    import torch
+
+    class StubHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(1, 61)
+
+        def forward(self, x):  # x: (B, T, 3, H, W)
+            per_step = x.mean(dim=(2, 3, 4))[..., None]  # (B, T, 1)
+            out = {}
+            for head, steps in (("x4", 4), ("x8", 8), ("x16", 16), ("x32", 32), ("x", 32)):
+                pooled = torch.nn.functional.adaptive_avg_pool1d(per_step.transpose(1, 2), steps)
+                out[head] = self.proj(pooled.transpose(1, 2))  # (B, steps, 61)
+            return out
+
+    return StubHeads()
+
+
 def _child(args: dict) -> dict:
     """Runs in its own process: one video through infer_videos; returns timings and peak RSS."""
     import torch
+
+    if args["model"] == "import-only":
+        return {"rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     from datasets.frame_store import FrameStore
     from datasets.transforms import EvalClipTransform
@@ -70,7 +100,8 @@ def _child(args: dict) -> dict:
     from signspot.inference import infer_videos, window_starts
 
     torch.manual_seed(0)
-    model = build_model(args["model"], num_classes=60).eval()
+    model = _stub_model() if args["model"] == "pipeline" else build_model(args["model"], num_classes=60)
+    model.eval()
     store = FrameStore(args["store"])
     num_frames = store.num_frames(args["video"])
     transform = EvalClipTransform(resize=args["resize"], crop=args["crop"])
@@ -108,13 +139,18 @@ def run(quick: bool = False, device: str | None = None, workers: int = 2) -> lis
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     lengths = [200, 800] if quick else [500, 2000, 6000]
-    configs = [("hs_i3d_tiny", 72, 64, n, stride) for n in lengths for stride in (1, 8)]
-    if not quick:
-        if device == "cpu":
-            configs.append(("hs_i3d", 256, 224, 500, 8))
-        else:
-            configs += [("hs_i3d", 256, 224, n, stride) for n in lengths for stride in (1, 8)]
-    rows: list[dict] = []
+    configs = [("pipeline", 256, 224, n, stride) for n in lengths for stride in (1, 8)]
+    if device == "cpu":  # a few windows/s for the tiny model, about one per second for the full one
+        configs += [("hs_i3d_tiny", 72, 64, lengths[0], 8)]
+        if not quick:
+            configs += [("hs_i3d_tiny", 72, 64, lengths[0], 1), ("hs_i3d", 256, 224, 96, 8)]
+    else:
+        configs += [(m, r, c, n, stride) for m, r, c in (("hs_i3d_tiny", 72, 64), ("hs_i3d", 256, 224))
+                    for n in lengths for stride in (1, 8)]
+    floor = _measure({"model": "import-only"})["rss_main_mb"]
+    rows: list[dict] = [{"name": "peak RSS, import torch only", "value": floor, "unit": "MB", "device": "cpu",
+                         "note": "included in every RSS figure below"}]
+    print(f"import torch only: peak RSS {floor:.0f} MB", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         t0 = time.perf_counter()
         store = _make_store(Path(tmp), sorted({c[3] for c in configs}))

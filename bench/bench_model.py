@@ -28,8 +28,11 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _cpu_case(kind: str, name: str, batch: int, steps: int, size: int, repeats: int) -> dict:
+def _cpu_case(
+    kind: str, name: str, batch: int, steps: int, size: int, repeats: int, threads: int
+) -> dict:
     """One measurement in this process: seconds per iteration and peak RSS."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(name)
     clips = torch.randn(batch, steps, 3, size, size)
@@ -101,12 +104,16 @@ def _cuda_rows(batch: int, repeats: int) -> list[dict]:
     return rows
 
 
-def run(quick: bool = False) -> list[dict]:
-    """Measure and return rows ``{"name", "value", "unit", ...}``."""
+def run(quick: bool = False, threads: int | None = None) -> list[dict]:
+    """Measure and return rows ``{"name", "value", "unit", ...}``.
+
+    ``threads``: intra-op CPU threads (default: torch's, one per core). On a machine
+    shared with other jobs, 1 thread avoids OpenMP oversubscription stalls.
+    """
     full_batch = 2 if quick else 8
     repeats = 1 if quick else 3
     cases = [
-        # (kind, model, batch, T, size, label)
+        # (kind, model, batch, T, size)
         ("forward", "hs_i3d", full_batch, 32, 224),
         ("forward", "hs_i3d_tiny", 8, 32, 224),
         ("forward", "hs_i3d_tiny", 8, 32, 56),
@@ -114,9 +121,9 @@ def run(quick: bool = False) -> list[dict]:
         ("train", "hs_i3d_tiny", 8, 32, 56),
     ]
     rows: list[dict] = []
-    threads = torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     for kind, name, batch, steps, size in cases:
-        result = _run_isolated(kind, name, batch, steps, size, repeats)
+        result = _run_isolated(kind, name, batch, steps, size, repeats, threads)
         label = f"{name} {kind} {steps}x{size}x{size} b{batch}"
         common = {"device": "cpu", "threads": threads, "batch": batch}
         if kind == "forward":
@@ -134,13 +141,14 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
-def main(quick: bool = False) -> list[dict]:
-    return run(quick)
+def main(quick: bool = False, threads: int | None = None) -> list[dict]:
+    return run(quick, threads)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="batch 2 for the full model, one timed repeat")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     return parser.parse_args()
 
 

@@ -513,6 +513,38 @@ def _find_videos(dataset_dir: Path) -> Dict[str, Path]:
     return found
 
 
+def _as_path_list(value, what: str) -> List[Path]:
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    paths = [Path(v) for v in value]
+    if not paths:
+        raise FrameStoreError(f"no {what} given")
+    return paths
+
+
+def _pair_sources(dataset_dirs: List[Path], bbox_paths: List[Path]) -> Dict[str, Tuple[Path, Path]]:
+    """``{video: (file, box file)}`` over every video folder, each paired with its box file.
+
+    A video name found in two folders is an error naming both files.
+    """
+    if len(dataset_dirs) != len(bbox_paths):
+        raise FrameStoreError(
+            f"{len(dataset_dirs)} video folder(s) but {len(bbox_paths)} box file(s): give one box file per "
+            f"video folder, in the same order (folders: {', '.join(map(str, dataset_dirs))}; "
+            f"box files: {', '.join(map(str, bbox_paths))})"
+        )
+    videos: Dict[str, Tuple[Path, Path]] = {}
+    for folder, bbox_path in zip(dataset_dirs, bbox_paths):
+        for name, path in _find_videos(folder).items():
+            if name in videos:
+                raise FrameStoreError(
+                    f"video {name!r} is in two video folders: {videos[name][0]} and {path}; "
+                    "a store holds each video name once"
+                )
+            videos[name] = (path, bbox_path)
+    return videos
+
+
 class _Writer:
     """The only writer of the partial LMDB (LMDB allows a single writer)."""
 
@@ -579,8 +611,8 @@ def _default_workers() -> int:
 
 def create_frame_store(
     dest_dir: str | os.PathLike,
-    dataset_dir: str | os.PathLike,
-    bbox_path: str | os.PathLike,
+    dataset_dir: str | os.PathLike | Sequence[str | os.PathLike],
+    bbox_path: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     size: int = 256,
     quality: int = 90,
@@ -602,12 +634,19 @@ def create_frame_store(
     finished with the bad ones listed in its manifest (``FrameStore.skipped``) and
     the returned ``bad`` dict names them.
 
+    ``dataset_dir`` and ``bbox_path`` may each be a list (same length, paired in
+    order: the videos of ``dataset_dir[i]`` take their boxes from ``bbox_path[i]``),
+    to hold several folders (e.g. training and validation videos) in one store; a
+    video name found in two folders is an error naming both files. Missing parent
+    folders of ``dest_dir`` are created.
+
     Returns ``{"path", "stored", "resumed", "bad"}``: videos encoded in this run,
     videos found already complete, and ``{video: reason}`` for the skipped ones.
     """
     dest = Path(dest_dir)
     partial = dest.with_name(dest.name + ".partial")
-    dataset_dir, bbox_path = Path(dataset_dir), Path(bbox_path)
+    dataset_dirs = _as_path_list(dataset_dir, "video folder")
+    bbox_paths = _as_path_list(bbox_path, "box file")
     if int(size) < 0:
         raise FrameStoreError(f"size must be >= 0 (0 keeps the crop's size), got {size}")
     if not 1 <= int(quality) <= 100:
@@ -617,24 +656,27 @@ def create_frame_store(
     if dest.exists():
         raise FrameStoreError(f"{dest}: already exists; remove it (or choose another --dest_dir) to build a new store")
 
-    videos = _find_videos(dataset_dir)
-    boxes = _load_boxes(bbox_path)
+    videos = _pair_sources(dataset_dirs, bbox_paths)
+    boxes = {path: _load_boxes(path) for path in dict.fromkeys(bbox_paths)}
 
     # Check every video's header and box before any encoding, so that bad input is
     # reported at once and (without skip_bad) before hours of work.
     bad: Dict[str, str] = {}
     tasks: List[_Task] = []
-    for video, path in videos.items():
+    for video, (path, video_bbox_path) in videos.items():
         try:
             width, height, fps, count = _probe(path)
         except ValueError as exc:
             bad[video] = f"{path}: {exc}"
             continue
-        raw_box = boxes.get(video, boxes.get(path.stem))
+        video_boxes = boxes[video_bbox_path]
+        raw_box = video_boxes.get(video, video_boxes.get(path.stem))
         try:
             if raw_box is None:
                 if not full_frame_if_missing:
-                    raise ValueError(f"no signer box in {bbox_path} (use --full-frame-if-missing to store whole frames)")
+                    raise ValueError(
+                        f"no signer box in {video_bbox_path} (use --full-frame-if-missing to store whole frames)"
+                    )
                 box, crop = None, (0, 0, width, height)
             else:
                 box = _parse_box(raw_box)
@@ -653,6 +695,10 @@ def create_frame_store(
         raise BadVideoError(first, f"{bad[first]}\n{len(bad)} bad videos in all:\n{listing}")
 
     settings = {"size": size, "quality": quality, "box_margin": BOX_MARGIN}
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FrameStoreError(f"{dest.parent}: cannot create the store's parent folder ({exc})") from None
     writer = _Writer(partial)
     try:
         previous = writer.get(SETTINGS_KEY)
@@ -674,7 +720,7 @@ def create_frame_store(
         stored = _run_tasks(writer, todo, workers, skip_bad, bad, progress)
         all_videos = sorted(set(stored) | set(resumed))
         if not all_videos:
-            raise FrameStoreError(f"{dataset_dir}: no video could be stored:\n" +
+            raise FrameStoreError(f"{', '.join(map(str, dataset_dirs))}: no video could be stored:\n" +
                                   "\n".join(f"  {v}: {r}" for v, r in bad.items()))
         manifest = {
             "format": STORE_FORMAT,
@@ -682,8 +728,9 @@ def create_frame_store(
             "videos": all_videos,
             "skipped": dict(sorted(bad.items())),
             "settings": settings,
-            "source_dir": str(dataset_dir),
-            "bbox_path": str(bbox_path),
+            # one str each for a single folder, lists (paired in order) for several
+            "source_dir": str(dataset_dirs[0]) if len(dataset_dirs) == 1 else [str(d) for d in dataset_dirs],
+            "bbox_path": str(bbox_paths[0]) if len(bbox_paths) == 1 else [str(b) for b in bbox_paths],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         writer.put_many([(MANIFEST_KEY, json.dumps(manifest).encode())])

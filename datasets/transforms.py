@@ -8,9 +8,9 @@ are drawn from the ``torch.Generator`` passed in (never the global RNG), so a
 sample is a function of the generator's seed alone: training resumes exactly and
 does not depend on the number of loader workers. It has two implementations of
 the same operations: the reference, ``torchvision.transforms.v2.functional`` on
-the whole clip ``(T, C, H, W)``, and the default fast one (OpenCV/numpy: the
-geometric steps fused into one warp on uint8, colour steps on float after the
-crop), which the tests hold to the reference. With torchvision a 32-frame
+the whole clip ``(T, C, H, W)``, and the default fast one (OpenCV/numpy on uint8
+frames: rotation and crop fused into one warp, colour steps after the crop, then
+one cast to float), which the tests hold to the reference. With torchvision a 32-frame
 256x256 clip costs ~0.2-0.5 s of one CPU core when it is rotated or
 colour-jittered (grid_sample; RGB->HSV on tensors), far from the loader's
 target of 80 windows/s per core.
@@ -46,29 +46,23 @@ def _as_tchw(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
-_GREY = np.array([0.2989, 0.587, 0.114], dtype=np.float32)  # torchvision's rgb_to_grayscale weights
-
-
-def _grey(x: np.ndarray) -> np.ndarray:
-    """(T, 3, H, W) float -> (T, H, W) luma."""
-    return _GREY[0] * x[:, 0] + _GREY[1] * x[:, 1] + _GREY[2] * x[:, 2]
-
-
 class TrainClipTransform:
     """Training augmentation of the original recipe, identical for all frames of a clip.
 
-    In order: rotation by U(-5, 5) degrees about the centre (p 0.4, zero fill),
-    resize to ``resize`` x ``resize`` (skipped when already that size), random
-    ``crop`` x ``crop`` crop, horizontal flip (p 0.5), colour jitter with
-    brightness/contrast/saturation factors U(0.8, 1.2) and hue shift U(-0.2, 0.2)
-    in random order (p 0.3), to grey (p 0.2), then ``x / 255 - 0.5``.
+    In order: rotation by U(-5, 5) degrees about the centre (p 0.4, nearest
+    neighbour as torchvision's RandomRotation, zero fill), resize to ``resize`` x
+    ``resize`` (skipped when already that size), random ``crop`` x ``crop`` crop,
+    horizontal flip (p 0.5), colour jitter with brightness/contrast/saturation
+    factors U(0.8, 1.2) and hue shift U(-0.2, 0.2) in random order (p 0.3), to
+    grey (p 0.2), then ``x / 255 - 0.5``.
 
     Parameters come from :meth:`sample_params` (the generator only). Two
-    implementations of the same operations: :meth:`apply` (the default, OpenCV and
-    numpy: rotation, resize and crop fused into one bilinear warp on uint8, colour
-    on float) and :meth:`apply_torchvision` (``torchvision.transforms.v2.functional``
-    on the whole ``(T, C, H, W)`` clip, the reference it is tested against; about
-    ten times slower on a CPU core).
+    implementations of the same operations: :meth:`apply` (the default, OpenCV
+    and numpy on uint8: rotation and crop fused into one warp, colour steps
+    rounding to 8 bits as torchvision does on uint8 and PIL on images) and
+    :meth:`apply_torchvision` (``torchvision.transforms.v2.functional`` on the
+    whole ``(T, C, H, W)`` clip, in float: the reference the fast path is tested
+    against, several times slower on a CPU core). ``backend`` picks one.
     """
 
     def __init__(
@@ -140,7 +134,7 @@ class TrainClipTransform:
                 out_h, out_w = h, w
             rotated = np.empty((len(frames), out_h, out_w, 3), np.uint8)
             for i, frame in enumerate(frames):
-                cv2.warpAffine(frame, matrix, (out_w, out_h), dst=rotated[i], flags=cv2.INTER_LINEAR,
+                cv2.warpAffine(frame, matrix, (out_w, out_h), dst=rotated[i], flags=cv2.INTER_NEAREST,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             frames = rotated
         if frames.shape[1] != crop or frames.shape[2] != crop or top or left:
@@ -154,52 +148,57 @@ class TrainClipTransform:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected a uint8 clip (T, H, W, 3), got {frames.dtype} {frames.shape}")
         clip = self._geometry(frames, params["angle"], params["top"], params["left"])  # uint8 (T, c, c, 3)
-        if params["flip"]:
-            clip = clip[:, :, ::-1]
+        # A contiguous clip (numpy copies of flipped or sliced views are several times slower).
+        dense = np.empty(clip.shape, np.uint8)
+        for i, frame in enumerate(clip):
+            if params["flip"]:
+                cv2.flip(frame, 1, dst=dense[i])
+            else:
+                dense[i] = frame
+        clip = dense
+        if params["jitter"] is not None or params["grey"]:
+            clip = self._colour(clip, params)
         x = np.empty((clip.shape[0], 3, self.crop, self.crop), np.float32)
         np.copyto(x, clip.transpose(0, 3, 1, 2))  # cast and channels-first in one pass
-        x *= 1.0 / 255.0
-        if params["jitter"] is not None:
-            brightness, contrast, saturation, hue = params["jitter"]
-            for step in params["jitter_order"]:
-                if step == 0:
-                    x *= brightness
-                elif step == 1:
-                    mean = _grey(x).mean(axis=(1, 2)).reshape(-1, 1, 1, 1)
-                    x *= contrast
-                    x += (1.0 - contrast) * mean
-                elif step == 2:
-                    grey = _grey(x)[:, None]
-                    x *= saturation
-                    x += (1.0 - saturation) * grey
-                else:
-                    x = self._shift_hue(x, hue)
-                np.clip(x, 0.0, 1.0, out=x)
-        if params["grey"]:
-            x[:] = _grey(x)[:, None]
-        x -= 0.5
+        x *= np.float32(1.0 / 255.0)
+        x -= np.float32(0.5)
         return torch.from_numpy(x)
 
     @staticmethod
-    def _shift_hue(x: np.ndarray, hue: float) -> np.ndarray:
-        # On 8-bit HSV with hue in 256 steps per turn (as PIL's hue adjustment, which
-        # the original's torchvision transforms used): ~20x cheaper than float HSV.
-        shift = int(round(hue * 256.0)) % 256
-        scale = np.float32(1.0 / 255.0)
-        for frame in x:  # (3, H, W) float in [0, 1]
-            rgb = cv2.convertScaleAbs(cv2.merge([frame[0], frame[1], frame[2]]), alpha=255.0)  # rounds, saturates
-            hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
-            hsv[..., 0] += np.uint8(shift)  # wraps modulo 256
-            for c, plane in enumerate(cv2.split(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL))):
-                np.multiply(plane, scale, out=frame[c], casting="unsafe")
-        return x
+    def _colour(clip: np.ndarray, params: dict) -> np.ndarray:
+        """Colour jitter and grey on a contiguous uint8 clip, in place, frame by frame.
+
+        Every step rounds and saturates to 8 bits, as torchvision does on uint8
+        tensors (and PIL on images); hue is shifted on 8-bit HSV with 256 hue steps
+        per turn, as PIL does.
+        """
+        jitter = params["jitter"]
+        for frame in clip:
+            if jitter is not None:
+                brightness, contrast, saturation, hue = jitter
+                for step in params["jitter_order"]:
+                    if step == 0:  # blend with black
+                        cv2.addWeighted(frame, brightness, frame, 0.0, 0.0, dst=frame)
+                    elif step == 1:  # blend with the frame's mean grey level
+                        mean = cv2.mean(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))[0]
+                        cv2.addWeighted(frame, contrast, frame, 0.0, (1.0 - contrast) * mean, dst=frame)
+                    elif step == 2:  # blend with the frame's grey version
+                        grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+                        cv2.addWeighted(frame, saturation, grey, 1.0 - saturation, 0.0, dst=frame)
+                    else:
+                        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV_FULL)
+                        hsv[..., 0] += np.uint8(int(round(hue * 256.0)) % 256)  # wraps modulo 256
+                        cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL, dst=frame)
+            if params["grey"]:
+                cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB, dst=frame)
+        return clip
 
     # -- reference path: torchvision.transforms.v2 on the whole clip
     def apply_torchvision(self, frames: np.ndarray, params: dict) -> torch.Tensor:
         """The transform with given parameters, with ``torchvision.transforms.v2.functional``."""
         clip = _as_tchw(frames)  # (T, 3, H, W) uint8
         if params["angle"] != 0.0:
-            clip = F.rotate(clip, params["angle"], interpolation=InterpolationMode.BILINEAR, fill=0)
+            clip = F.rotate(clip, params["angle"], interpolation=InterpolationMode.NEAREST, fill=0)
         if tuple(clip.shape[-2:]) != (self.resize, self.resize):
             clip = F.resize(clip, [self.resize, self.resize], antialias=False)
         clip = F.crop(clip, params["top"], params["left"], self.crop, self.crop)

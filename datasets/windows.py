@@ -152,7 +152,9 @@ class TrainWindowDataset(Dataset):
             raise KeyError(f"{csv_path}: video(s) {missing[:5]} are not in the frame store {self.store.path}")
         bad = [r for r in rows if r["label"] >= self.num_classes]
         if bad:
-            raise ValueError(f"{csv_path}: label {bad[0]['label']} of video {bad[0]['video']!r} is outside [0, {num_classes})")
+            raise ValueError(
+                f"{csv_path}: label {bad[0]['label']} of video {bad[0]['video']!r} is outside [0, {num_classes})"
+            )
         # The store's count is what can be read; a CSV written from another store may differ.
         self.num_frames = np.array([self.store.num_frames(v) for v in self.videos], dtype=np.int64)
         self.labels = np.array([r["label"] for r in rows], dtype=np.int64)

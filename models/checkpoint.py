@@ -66,7 +66,12 @@ def load_checkpoint(path: str | Path) -> dict:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         try:
-            blocked = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            allowed = {
+                entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}"
+                for entry in _numpy_safe_globals()
+            }
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            blocked = [name for name in found if name not in allowed]
         except Exception:  # noqa: BLE001 - only used to enrich the message
             blocked = []
         detail = f"it holds objects of types {blocked}" if blocked else str(err).splitlines()[0]

@@ -1,9 +1,15 @@
 #!/usr/bin/env python
-"""Build the LMDB frame store of a folder of videos: signer crops, one JPEG per frame.
+"""Build the LMDB frame store of one or more folders of videos: signer crops, one JPEG per frame.
 
 Example:
     python scripts/track1_lmdb_creator.py --dest_dir data/lmdb/train \\
         --dataset_dir data/MSSL/TRAIN/MSSL_TRAIN_SET_VIDEOS --bbox_dir data/MSSL/train_bboxes.json
+
+Several folders go into one store (e.g. training + validation videos for the
+new_split folds) with one box file per folder, paired in order:
+    python scripts/track1_lmdb_creator.py --dest_dir data/lmdb/train_val \\
+        --dataset_dir TRAIN/MSSL_TRAIN_SET_VIDEOS VALIDATION/MSSL_VAL_SET_VIDEOS \\
+        --bbox_dir train_bboxes.json val_bboxes.json
 
 The store is built in <dest_dir>.partial and renamed when complete; rerun the same
 command after an interruption to continue where it stopped.
@@ -20,9 +26,13 @@ from datasets.frame_store import FrameStoreError, create_frame_store  # noqa: E4
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dest_dir", required=True, help="LMDB store to create (a folder; must not exist yet)")
-    parser.add_argument("--dataset_dir", required=True, help="folder of the videos (*.mp4)")
-    parser.add_argument("--bbox_dir", required=True, help="signer boxes: JSON {video: [x1, y1, x2, y2]}")
+    parser.add_argument("--dest_dir", required=True,
+                        help="LMDB store to create (a folder; must not exist yet; missing parents are created)")
+    parser.add_argument("--dataset_dir", required=True, nargs="+",
+                        help="folder(s) of the videos (*.mp4); a video name may appear in only one of them")
+    parser.add_argument("--bbox_dir", required=True, nargs="+",
+                        help="signer boxes, JSON {video: [x1, y1, x2, y2]}: one file per --dataset_dir folder, "
+                             "in the same order")
     parser.add_argument("--workers", type=int, default=None,
                         help="encoding processes (default: CPUs - 1, at most 8; 0 encodes in this process)")
     parser.add_argument("--size", type=int, default=256,

@@ -27,14 +27,14 @@ from typing import Optional
 import numpy as np
 import torch
 
+from models.checkpoint import CheckpointError, load_checkpoint, strip_prefixes, unwrap_model
+
 from .io import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
     "LATEST_NAME",
     "CheckpointError",
-    "unwrap_model",
-    "clean_state_dict",
     "capture_rng_state",
     "restore_rng_state",
     "save_checkpoint",
@@ -47,36 +47,6 @@ __all__ = [
 FORMAT_VERSION = 1
 LATEST_NAME = "latest_checkpoint.pt"
 _BEST_RE = re.compile(r"^best_checkpoint_(\d+)_(\d+(?:\.\d+)?)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not have the expected layout."""
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare module under DistributedDataParallel and/or torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, torch.nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def clean_state_dict(state_dict: dict) -> dict:
-    """Strip wrapper prefixes (``module.``, ``_orig_mod.``) from every key."""
-    cleaned = {}
-    for key, value in state_dict.items():
-        while True:
-            for prefix in ("module.", "_orig_mod."):
-                if key.startswith(prefix):
-                    key = key[len(prefix):]
-                    break
-            else:
-                break
-        cleaned[key] = value
-    return cleaned
 
 
 def capture_rng_state() -> dict:
@@ -128,7 +98,7 @@ def save_checkpoint(
     path = Path(path)
     payload = {
         "format_version": FORMAT_VERSION,
-        "model": clean_state_dict(unwrap_model(model).state_dict()),
+        "model": strip_prefixes(unwrap_model(model).state_dict()),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
@@ -147,12 +117,7 @@ def save_checkpoint(
 def load_training_checkpoint(path: str | Path) -> dict:
     """Read one of our checkpoints (``weights_only=True``, on CPU) and check its layout."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
+    ckpt = load_checkpoint(path)  # the one weights-only reader of the project
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
     version = ckpt.get("format_version")

@@ -95,6 +95,7 @@ def run_demo(
         _run(cmd, log)
 
     # 2. frame stores
+    stores.mkdir(parents=True, exist_ok=True)
     for name, folder, videos, _, boxes in SPLITS:
         if not (stores / name).exists():
             _run(["scripts/track1_lmdb_creator.py", "--dest_dir", stores / name,

@@ -46,7 +46,6 @@ from .checkpoint_io import (
     restore_rng_state,
     save_checkpoint,
     save_if_best,
-    unwrap_model,
 )
 from .config import Config, ConfigError, config_to_dict, config_to_json, load_config
 from .distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown_distributed
@@ -343,7 +342,12 @@ def _build_model(cfg: Config) -> torch.nn.Module:
     from models import build_model
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
-    return build_model(cfg.model.name, num_classes=cfg.data.num_classes, width=cfg.model.width, dropout=cfg.model.dropout)
+    try:
+        return build_model(
+            cfg.model.name, num_classes=cfg.data.num_classes, width=cfg.model.width, dropout=cfg.model.dropout
+        )
+    except ValueError as exc:
+        raise ConfigError(f"model.name / model.width / model.dropout: {exc}") from None
 
 
 def _initialise_weights(model: torch.nn.Module, cfg: Config, log) -> None:
@@ -512,7 +516,12 @@ def _train(cfg: Config, rt: Runtime) -> dict:
             with rt.autocast():
                 outputs = model(clip)
             if head_names is None:
-                head_names = tuple(outputs)
+                from models import HEAD_NAMES
+
+                # train.head_weights follow HEAD_NAMES' order; heads outside it come after
+                head_names = tuple(n for n in HEAD_NAMES if n in outputs) + tuple(
+                    n for n in outputs if n not in HEAD_NAMES
+                )
                 if len(head_names) != len(cfg.train.head_weights):
                     raise ConfigError(
                         f"train.head_weights: {len(cfg.train.head_weights)} weights for {len(head_names)} heads {head_names}"

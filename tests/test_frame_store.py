@@ -290,3 +290,69 @@ def test_reader_refuses_unsafe_and_unknown_stores(tmp_path):
         FrameStore(tmp_path / "other")
     with pytest.raises(FileNotFoundError):
         FrameStore(tmp_path / "missing")
+
+
+def test_missing_parent_folders_of_dest_are_created(tmp_path):
+    vids, bbox = make_dataset(tmp_path, {"a": 6})
+    dest = tmp_path / "not" / "yet" / "store"
+    create_frame_store(dest, vids, bbox, size=16, workers=0, progress=False)
+    assert FrameStore(dest).videos == ["a"]
+    assert not (tmp_path / "not" / "yet" / "store.partial").exists()
+
+
+def make_folder(tmp_path, folder, lengths, box):
+    vids = tmp_path / folder
+    vids.mkdir()
+    for name, n in lengths.items():
+        make_video(vids / f"{name}.mp4", n)
+    bbox = tmp_path / f"{folder}.json"
+    bbox.write_text(json.dumps({name: box for name in lengths}))
+    return vids, bbox
+
+
+def test_several_video_folders_in_one_store(tmp_path):
+    from scripts.track1_lmdb_creator import main, parse_args
+
+    box_b = [4, 4, 24, 34]  # 20 x 30 -> crop [2, 1, 26, 37]
+    train, train_boxes = make_folder(tmp_path, "train", {"t1": 10, "t2": 14}, BOX)
+    val, val_boxes = make_folder(tmp_path, "val", {"v1": 12}, box_b)
+    args = parse_args(["--dest_dir", str(tmp_path / "out" / "store"), "--dataset_dir", str(train), str(val),
+                       "--bbox_dir", str(train_boxes), str(val_boxes), "--workers", "0", "--size", "0"])
+    report = main(**vars(args))
+    assert sorted(report["stored"]) == ["t1", "t2", "v1"]
+    store = FrameStore(tmp_path / "out" / "store")
+    assert store.videos == ["t1", "t2", "v1"]
+    for video, n, box, crop, folder in [("t1", 10, BOX, list(CROP), train), ("v1", 12, box_b, [2, 1, 26, 37], val)]:
+        meta = store.meta(video)
+        assert meta["box"] == box and meta["crop"] == crop and meta["num_frames"] == n
+        assert meta["source"] == str(folder / f"{video}.mp4")
+        frames = store.read_frames(video, range(n))
+        assert frames.shape == (n, crop[3] - crop[1], crop[2] - crop[0], 3)
+        assert_frame_order(frames, range(n))
+
+    # Single-folder use is unchanged: one folder, one box file.
+    args = parse_args(["--dest_dir", str(tmp_path / "single"), "--dataset_dir", str(val),
+                       "--bbox_dir", str(val_boxes), "--workers", "0", "--size", "16"])
+    assert main(**vars(args))["stored"] == ["v1"] and FrameStore(tmp_path / "single").videos == ["v1"]
+
+
+def test_several_folders_bad_pairing_and_duplicate_names(tmp_path):
+    from scripts.track1_lmdb_creator import main
+
+    train, train_boxes = make_folder(tmp_path, "train", {"t1": 6, "same": 6}, BOX)
+    val, val_boxes = make_folder(tmp_path, "val", {"same": 6}, BOX)
+    with pytest.raises(FrameStoreError, match="2 video folder\\(s\\) but 1 box file"):
+        create_frame_store(tmp_path / "s", [train, val], [train_boxes], workers=0, progress=False)
+    with pytest.raises(SystemExit, match="2 video folder\\(s\\) but 3 box file"):
+        main(dest_dir=str(tmp_path / "s"), dataset_dir=[str(train), str(val)],
+             bbox_dir=[str(train_boxes), str(val_boxes), str(val_boxes)], workers=0)
+    with pytest.raises(FrameStoreError, match="'same'") as err:
+        create_frame_store(tmp_path / "s", [train, val], [train_boxes, val_boxes], workers=0, progress=False)
+    assert str(train / "same.mp4") in str(err.value) and str(val / "same.mp4") in str(err.value)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    # A box missing from a folder's own box file names that file, even if another file has it.
+    (val / "same.mp4").rename(val / "other.mp4")
+    train_boxes.write_text(json.dumps({"t1": BOX, "same": BOX, "other": BOX}))
+    with pytest.raises(BadVideoError, match="no signer box in .*val.json") as err:
+        create_frame_store(tmp_path / "s", [train, val], [train_boxes, val_boxes], workers=0, progress=False)
+    assert err.value.video == "other"

@@ -73,15 +73,20 @@ def test_outputs_match_original_code(fixture_model, expected, case):
         assert diff <= TOLERANCE, f"case {case} head {head}: max abs diff {diff:.3g}"
 
 
-def test_fixture_detects_a_wrong_batchnorm_eps(fixture_weights, expected):
+def test_fixture_detects_a_wrong_batchnorm_eps(fixture_model, expected):
     # The tolerance must be tight enough to catch a subtle deviation.
-    model = build_model("hs_i3d")
-    load_model_weights(model, fixture_weights)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d) and module.eps == 1e-3:
+    changed = [
+        m for m in fixture_model.modules() if isinstance(m, torch.nn.BatchNorm3d) and m.eps == 1e-3
+    ]
+    assert len(changed) == 57  # every backbone Unit3D but the classifier
+    try:
+        for module in changed:
             module.eps = 1e-5
-    with torch.no_grad():
-        out = model.eval()(torch.from_numpy(expected["in_a"]))
+        with torch.no_grad():
+            out = fixture_model(torch.from_numpy(expected["in_a"]))
+    finally:
+        for module in changed:
+            module.eps = 1e-3
     assert np.abs(out["x"].numpy() - expected["out_a_x"]).max() > 5 * TOLERANCE
 
 
@@ -135,8 +140,8 @@ def test_wrapper_prefixes_are_stripped(prefix):
 
 def test_unsafe_objects_are_refused(tmp_path):
     path = tmp_path / "pickled_object.pt"
-    torch.save({"model": {}, "trainer": _TrainerState(epoch=3)}, path)
-    with pytest.raises(CheckpointError, match="_TrainerState"):
+    torch.save({"model": {}, "trainer": _TrainerState(epoch=3), "best": np.float64(0.5)}, path)
+    with pytest.raises(CheckpointError, match=r"types \['[\w.]*_TrainerState'\]"):
         load_checkpoint(path)
 
 
@@ -341,13 +346,12 @@ def test_torch_compile_captures_the_whole_model():
     # fullgraph=True fails on any graph break; the "eager" backend checks the capture
     # without paying for inductor's C++ code generation on a small CPU.
     model = _tiny().eval()
-    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    compiled = torch.compile(model, backend="eager", fullgraph=True, dynamic=False)
+    clip = torch.randn(1, 8, 3, 32, 32)
     with torch.no_grad():
-        for steps in (8, 16):
-            clip = torch.randn(1, steps, 3, 32, 32)
-            out, reference = compiled(clip), model(clip)
-            for head in HEAD_NAMES:
-                torch.testing.assert_close(out[head], reference[head], rtol=1e-5, atol=1e-6)
+        out, reference = compiled(clip), model(clip)
+    for head in HEAD_NAMES:
+        torch.testing.assert_close(out[head], reference[head], rtol=1e-5, atol=1e-6)
     # Checkpoints of a compiled model carry "_orig_mod." and still load.
     target = _tiny(seed=4)
     load_model_weights(target, {"model": compiled.state_dict()})

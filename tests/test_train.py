@@ -189,7 +189,8 @@ def test_end_to_end_and_resume_equivalence(tiny_data, tmp_path):
     summary = _run(tiny_data, full, **{"io.tensorboard": True})
     ckpt_dir = full / "ckpts"
     assert (ckpt_dir / LATEST_NAME).is_file()
-    assert len(summary["best_checkpoints"]) == 2 and summary["best_f1"] is not None
+    # one or two best checkpoints: epoch 2 replaces nothing when its F1 ties epoch 1's
+    assert 1 <= len(summary["best_checkpoints"]) <= 2 and summary["best_f1"] is not None
     history = [json.loads(line) for line in (full / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [1, 2]
     for key in ("loss", "loss_x4", "loss_x", "lr", "clips_per_s", "val_f1", "val_precision", "val_recall"):
@@ -253,6 +254,8 @@ def test_bad_inputs_are_named(tiny_data, tmp_path):
     run_dir = tmp_path / "bad"
     with pytest.raises(FileNotFoundError, match="no such frame store"):
         _run(tiny_data, run_dir, **{"data.frame_store": str(tmp_path / "nowhere")})
+    with pytest.raises(FileNotFoundError, match="model.init_checkpoint"):
+        _run(tiny_data, run_dir, **{"model.init_checkpoint": str(tmp_path / "missing.pt")})
     with pytest.raises(FileNotFoundError, match="train_7.csv"):
         _run(tiny_data, run_dir, **{"data.fold": 7})
 
