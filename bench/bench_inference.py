@@ -97,8 +97,9 @@ def _child(args: dict) -> dict:
     from datasets.frame_store import FrameStore
     from datasets.transforms import EvalClipTransform
     from models import build_model
-    from signspot.inference import infer_videos, window_starts
+    from signspot.inference import fix_malloc_mmap_threshold, infer_videos, window_starts
 
+    fix_malloc_mmap_threshold()  # as main_results_creator_v2.py does
     torch.manual_seed(0)
     model = _stub_model() if args["model"] == "pipeline" else build_model(args["model"], num_classes=60)
     model.eval()

@@ -119,15 +119,41 @@ def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int
     return cx1, cy1, cx2, cy2
 
 
-def _decode_jpeg_rgb(buf, out: Optional[np.ndarray] = None, source: str = "") -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
+def _decode_jpeg_rgb(buf, source: str = "") -> np.ndarray:
+    """One stored frame as RGB (libjpeg-turbo writes RGB directly: no BGR->RGB pass).
+
+    (torchvision's batched ``decode_jpeg`` gives the same pixels but is no faster
+    on 256x256 frames once its extra copies are counted.)
+    """
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR_RGB)
     if img is None:
         raise FrameStoreError(f"{source}: stored frame is not a decodable JPEG")
-    if out is not None:
-        if out.shape != img.shape:
-            raise FrameStoreError(f"{source}: frame size {img.shape[:2]} differs from the video's {out.shape[:2]}")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
+
+
+def _decode_frames(bufs: Sequence, positions: Sequence[Sequence[int]], num: int, sources: Sequence[str]) -> np.ndarray:
+    """Decode ``bufs`` (distinct frames) into an ``(num, H, W, 3)`` RGB array at ``positions``.
+
+    ``positions[i]`` lists where frame ``i`` goes (a frame asked for twice is decoded once).
+    """
+    out: Optional[np.ndarray] = None
+    for buf, where, src in zip(bufs, positions, sources):
+        img = _decode_jpeg_rgb(buf, source=src)
+        if out is None:
+            out = np.empty((num,) + img.shape, np.uint8)
+        elif img.shape != out.shape[1:]:
+            raise FrameStoreError(f"{src}: frame size {img.shape[:2]} differs from the video's {out.shape[1:3]}")
+        for pos in where:
+            out[pos] = img
+    return out
+
+
+def _unique_positions(idx: np.ndarray) -> Tuple[List[int], List[List[int]]]:
+    """Distinct frames of ``idx`` in order of appearance, and the positions of each."""
+    where: Dict[int, List[int]] = {}
+    for pos, frame in enumerate(idx.tolist()):
+        where.setdefault(frame, []).append(pos)
+    return list(where), list(where.values())
 
 
 # --------------------------------------------------------------------------- reader
@@ -296,27 +322,19 @@ class FrameStore:
         return self._read_signspot(video, idx)
 
     def _read_signspot(self, video: str, idx: np.ndarray) -> np.ndarray:
+        if not idx.size:
+            return np.empty((0, 0, 0, 3), np.uint8)
+        frames, positions = _unique_positions(idx)
         env = self._open()
-        out: Optional[np.ndarray] = None
-        first_of: Dict[int, int] = {}
+        bufs = []
         with env.begin(buffers=True) as txn:
-            for pos, frame in enumerate(idx.tolist()):
-                if frame in first_of:
-                    out[pos] = out[first_of[frame]]
-                    continue
+            for frame in frames:
                 buf = txn.get(_frame_key(video, frame))
                 if buf is None:
                     raise FrameStoreError(f"{self.path}: frame {frame} of video {video!r} is missing")
-                if out is None:
-                    img = _decode_jpeg_rgb(buf, source=f"{self.path}: {video} frame {frame}")
-                    out = np.empty((len(idx),) + img.shape, np.uint8)
-                    out[pos] = img
-                else:
-                    _decode_jpeg_rgb(buf, out[pos], source=f"{self.path}: {video} frame {frame}")
-                first_of[frame] = pos
-        if out is None:  # no indices asked for
-            return np.empty((0, 0, 0, 3), np.uint8)
-        return out
+                bufs.append(buf)
+            # decoded inside the transaction: the buffers point into the memory map
+            return _decode_frames(bufs, positions, len(idx), [f"{self.path}: {video} frame {f}" for f in frames])
 
     def _original_frames(self, video: str) -> list:
         if self._cache_video != video:
@@ -341,23 +359,11 @@ class FrameStore:
             raise FrameStoreError(
                 f"{self.path}: video {video!r} holds {len(frames)} frames but 'details' says {self.num_frames(video)}"
             )
-        out: Optional[np.ndarray] = None
-        first_of: Dict[int, int] = {}
-        for pos, frame in enumerate(idx.tolist()):
-            if frame in first_of:
-                out[pos] = out[first_of[frame]]
-                continue
-            src = f"{self.path}: {video} frame {frame}"
-            if out is None:
-                img = _decode_jpeg_rgb(frames[frame], source=src)
-                out = np.empty((len(idx),) + img.shape, np.uint8)
-                out[pos] = img
-            else:
-                _decode_jpeg_rgb(frames[frame], out[pos], source=src)
-            first_of[frame] = pos
-        if out is None:
+        if not idx.size:
             return np.empty((0, 0, 0, 3), np.uint8)
-        return out
+        wanted, positions = _unique_positions(idx)
+        return _decode_frames([frames[f] for f in wanted], positions, len(idx),
+                              [f"{self.path}: {video} frame {f}" for f in wanted])
 
 
 # --------------------------------------------------------------------------- creator

@@ -10,7 +10,7 @@ does not depend on the number of loader workers. It has two implementations of
 the same operations: the reference, ``torchvision.transforms.v2.functional`` on
 the whole clip ``(T, C, H, W)``, and the default fast one (OpenCV/numpy on uint8
 frames: rotation and crop fused into one warp, colour steps after the crop, then
-one cast to float), which the tests hold to the reference. With torchvision a 32-frame
+one table lookup to float), which the tests hold to the reference. With torchvision a 32-frame
 256x256 clip costs ~0.2-0.5 s of one CPU core when it is rotated or
 colour-jittered (grid_sample; RGB->HSV on tensors), far from the loader's
 target of 80 windows/s per core.
@@ -40,9 +40,44 @@ def to_float_clip(clip_tchw: torch.Tensor) -> torch.Tensor:
     return out.div_(255.0).sub_(0.5)
 
 
-def _as_tchw(frames: np.ndarray) -> torch.Tensor:
+# uint8 -> float32 tables: one lookup per element gives bit for bit what the float
+# arithmetic of each path gives (the ops are elementwise, so a table of all 256 inputs
+# is exact), in one pass instead of a cast and two arithmetic passes.
+_TRAIN_LUT = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0) - np.float32(0.5)
+_EVAL_LUT = to_float_clip(torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256)).reshape(256).numpy().copy()
+
+
+def _float_planes(clip: np.ndarray, lut: np.ndarray, flip: bool = False) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` (any strides) -> float32 tensor ``(T, 3, H, W)`` = ``lut[clip]``.
+
+    Channels are split on uint8 (a quarter of the bytes of float; ``cv2.split``
+    is several times faster than a numpy transposing copy), a horizontal flip is
+    one ``cv2.flip`` of every plane row, then one table lookup writes the float
+    output.
+    """
+    t, h, w, _ = clip.shape
+    planes = np.empty((t, 3, h, w), np.uint8)
+    for frame, dst in zip(clip, planes):
+        parts = [dst[0], dst[1], dst[2]]
+        got = cv2.split(frame, parts)
+        if any(a is not b for a, b in zip(got, parts)):  # OpenCV made new arrays: copy with numpy
+            np.copyto(planes, clip.transpose(0, 3, 1, 2))
+            break
+    rows = planes.reshape(t * 3 * h, w)
+    if flip:
+        rows = cv2.flip(rows, 1, dst=rows)
+    out = np.empty((t * 3 * h, w), np.float32)
+    out = cv2.LUT(rows, lut, dst=out)
+    return torch.from_numpy(out.reshape(t, 3, h, w))
+
+
+def _check_clip(frames: np.ndarray) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected a uint8 clip (T, H, W, 3), got {frames.dtype} {frames.shape}")
+
+
+def _as_tchw(frames: np.ndarray) -> torch.Tensor:
+    _check_clip(frames)
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
@@ -120,77 +155,87 @@ class TrainClipTransform:
 
     # -- fast path: OpenCV / numpy
     def _geometry(self, frames: np.ndarray, angle: float, top: int, left: int) -> np.ndarray:
+        """Rotation, resize and crop: uint8 ``(T, crop, crop, 3)``, a view of ``frames`` when not rotated."""
         _, h, w, _ = frames.shape
         size, crop = self.resize, self.crop
         if angle != 0.0:
             # Rotation about the frame centre, counter-clockwise for positive angles (as torchvision).
             matrix = cv2.getRotationMatrix2D(((w - 1) * 0.5, (h - 1) * 0.5), angle, 1.0)
-            if (h, w) == (size, size):
+            cropped = (h, w) == (size, size)
+            if cropped:
                 # The crop is a translation: fuse it into the warp and compute only the crop.
                 matrix[0, 2] -= left
                 matrix[1, 2] -= top
-                out_h, out_w, top, left = crop, crop, 0, 0
+                out_h, out_w = crop, crop
             else:
                 out_h, out_w = h, w
             rotated = np.empty((len(frames), out_h, out_w, 3), np.uint8)
             for i, frame in enumerate(frames):
                 cv2.warpAffine(frame, matrix, (out_w, out_h), dst=rotated[i], flags=cv2.INTER_NEAREST,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            if cropped:
+                return rotated
             frames = rotated
-        if frames.shape[1] != crop or frames.shape[2] != crop or top or left:
-            if frames.shape[1:3] != (size, size):
-                frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in frames])
-            frames = frames[:, top : top + crop, left : left + crop]
-        return frames
+        if frames.shape[1:3] != (size, size):
+            resized = np.empty((len(frames), size, size, 3), np.uint8)
+            for i, frame in enumerate(frames):
+                cv2.resize(frame, (size, size), dst=resized[i], interpolation=cv2.INTER_LINEAR)
+            frames = resized
+        return frames[:, top : top + crop, left : left + crop]
 
     def apply(self, frames: np.ndarray, params: dict) -> torch.Tensor:
         """The transform with given parameters (OpenCV/numpy implementation)."""
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 clip (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        _check_clip(frames)
         clip = self._geometry(frames, params["angle"], params["top"], params["left"])  # uint8 (T, c, c, 3)
-        # A contiguous clip (numpy copies of flipped or sliced views are several times slower).
-        dense = np.empty(clip.shape, np.uint8)
-        for i, frame in enumerate(clip):
-            if params["flip"]:
-                cv2.flip(frame, 1, dst=dense[i])
-            else:
-                dense[i] = frame
-        clip = dense
+        flip = bool(params["flip"])
         if params["jitter"] is not None or params["grey"]:
+            # The colour steps work in place on a dense clip: the rotated one is ours
+            # already; a view of the caller's frames is copied (and flipped while
+            # copied: no colour step depends on pixel positions, so the order is free).
+            if clip.base is not None or not clip.flags.c_contiguous:
+                dense = np.empty(clip.shape, np.uint8)
+                if flip:
+                    for i, frame in enumerate(clip):
+                        cv2.flip(frame, 1, dst=dense[i])
+                    flip = False
+                else:
+                    np.copyto(dense, clip)
+                clip = dense
             clip = self._colour(clip, params)
-        x = np.empty((clip.shape[0], 3, self.crop, self.crop), np.float32)
-        np.copyto(x, clip.transpose(0, 3, 1, 2))  # cast and channels-first in one pass
-        x *= np.float32(1.0 / 255.0)
-        x -= np.float32(0.5)
-        return torch.from_numpy(x)
+        return _float_planes(clip, _TRAIN_LUT, flip)
 
     @staticmethod
     def _colour(clip: np.ndarray, params: dict) -> np.ndarray:
-        """Colour jitter and grey on a contiguous uint8 clip, in place, frame by frame.
+        """Colour jitter and grey on a contiguous uint8 clip, in place.
 
         Every step rounds and saturates to 8 bits, as torchvision does on uint8
         tensors (and PIL on images); hue is shifted on 8-bit HSV with 256 hue steps
-        per turn, as PIL does.
+        per turn, as PIL does. The per-pixel steps see the clip as one tall image
+        (one OpenCV call per step); only contrast (each frame's own mean grey) goes
+        frame by frame.
         """
+        t, h, w, _ = clip.shape
+        flat = clip.reshape(t * h, w, 3)
         jitter = params["jitter"]
-        for frame in clip:
-            if jitter is not None:
-                brightness, contrast, saturation, hue = jitter
-                for step in params["jitter_order"]:
-                    if step == 0:  # blend with black
-                        cv2.addWeighted(frame, brightness, frame, 0.0, 0.0, dst=frame)
-                    elif step == 1:  # blend with the frame's mean grey level
-                        mean = cv2.mean(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))[0]
+        if jitter is not None:
+            brightness, contrast, saturation, hue = jitter
+            for step in params["jitter_order"]:
+                if step == 0:  # blend with black
+                    cv2.addWeighted(flat, brightness, flat, 0.0, 0.0, dst=flat)
+                elif step == 1:  # blend with the frame's mean grey level
+                    grey = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).reshape(t, h, w)
+                    for frame, frame_grey in zip(clip, grey):
+                        mean = cv2.mean(frame_grey)[0]
                         cv2.addWeighted(frame, contrast, frame, 0.0, (1.0 - contrast) * mean, dst=frame)
-                    elif step == 2:  # blend with the frame's grey version
-                        grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-                        cv2.addWeighted(frame, saturation, grey, 1.0 - saturation, 0.0, dst=frame)
-                    else:
-                        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV_FULL)
-                        hsv[..., 0] += np.uint8(int(round(hue * 256.0)) % 256)  # wraps modulo 256
-                        cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL, dst=frame)
-            if params["grey"]:
-                cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB, dst=frame)
+                elif step == 2:  # blend with the frame's grey version
+                    grey = cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+                    cv2.addWeighted(flat, saturation, grey, 1.0 - saturation, 0.0, dst=flat)
+                else:
+                    hsv = cv2.cvtColor(flat, cv2.COLOR_RGB2HSV_FULL)
+                    hsv[..., 0] += np.uint8(int(round(hue * 256.0)) % 256)  # wraps modulo 256
+                    cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL, dst=flat)
+        if params["grey"]:
+            cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB, dst=flat)
         return clip
 
     # -- reference path: torchvision.transforms.v2 on the whole clip
@@ -233,8 +278,7 @@ class EvalClipTransform:
         return f"EvalClipTransform(resize={self.resize}, crop={self.crop})"
 
     def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 clip (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        _check_clip(frames)
         if frames.shape[1:3] != (self.resize, self.resize):
             resized = np.empty((frames.shape[0], self.resize, self.resize, 3), np.uint8)
             for i, frame in enumerate(frames):
@@ -242,5 +286,5 @@ class EvalClipTransform:
             frames = resized
         # torchvision's CenterCrop offset: round((size - crop) / 2)
         off = int(round((self.resize - self.crop) / 2.0))
-        cropped = frames[:, off : off + self.crop, off : off + self.crop]
-        return to_float_clip(torch.from_numpy(np.ascontiguousarray(cropped)).permute(0, 3, 1, 2))
+        # = to_float_clip of the crop, bit for bit (table of that function's 256 outputs)
+        return _float_planes(frames[:, off : off + self.crop, off : off + self.crop], _EVAL_LUT)

@@ -194,10 +194,12 @@ class TrainWindowDataset(Dataset):
         """Multi-hot ``(window, C + 1)`` target of the window at ``start``."""
         target = np.zeros((self.window, self.num_classes + 1), dtype=np.float32)
         stop = min(start + self.window, int(self.num_frames[video_index])) - 1  # last real frame
-        for label, s, e in self.signs[video_index]:
-            lo, hi = max(int(s), start), min(int(e), stop)
-            if lo <= hi:
-                target[lo - start : hi - start + 1, label] = 1.0
+        signs = self.signs[video_index]
+        lo = np.maximum(signs[:, 1], start)
+        hi = np.minimum(signs[:, 2], stop)
+        overlapping = lo <= hi  # only the few signs inside the window are visited
+        for label, a, b in zip(signs[overlapping, 0].tolist(), lo[overlapping].tolist(), hi[overlapping].tolist()):
+            target[a - start : b - start + 1, label] = 1.0
         target[:, self.num_classes] = target[:, : self.num_classes].max(axis=1) == 0
         return target
 

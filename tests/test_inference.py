@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from datasets.frame_store import FrameStore, create_frame_store
 from datasets.transforms import EvalClipTransform
@@ -21,6 +22,7 @@ from signspot.inference import (
     RELEASED_SPEC,
     InferenceError,
     StreamingWindowDataset,
+    gather_windows,
     load_inference_model,
     main,
     output_path,
@@ -132,6 +134,18 @@ def test_window_starts_cover_every_frame():
         window_starts(0, 32, 1)
 
 
+def test_gather_windows_views_and_stacks():
+    frames = torch.arange(20 * 2 * 3 * 3, dtype=torch.float32).view(20, 2, 3, 3)
+    for offsets in ([0, 4, 8], [3], [0, 1, 2, 3], [0, 4, 6], [2, 9]):
+        windows = gather_windows(frames, offsets, 8)
+        assert windows.shape == (len(offsets), 8, 2, 3, 3)
+        for b, o in enumerate(offsets):
+            assert torch.equal(windows[b], frames[o : o + 8])
+    assert gather_windows(frames, [0, 4, 8], 8).data_ptr() == frames.data_ptr()  # evenly spaced: a view
+    with pytest.raises(ValueError):
+        gather_windows(frames, [0, 13], 8)
+
+
 class CountingStore:
     """Frame store proxy counting which frames were decoded."""
 
@@ -169,6 +183,20 @@ def test_stream_reads_each_frame_once_and_rebuilds_windows(store_dir, stride, ba
         n = LENGTHS[video]
         assert seen[video] == window_starts(n, WINDOW, stride).tolist()
         assert sorted(store.reads[video]) == list(range(n))  # every frame decoded exactly once
+
+
+def test_stream_through_worker_process_with_large_batches(store_dir):
+    """Batches of several MB leave a worker through shared memory; the worker must not reuse them."""
+    transform = EvalClipTransform(resize=200, crop=192)  # ~10 MB of frames per batch
+    dataset = StreamingWindowDataset(
+        FrameStore(store_dir), ["long_video"], window=WINDOW, stride=1, batch_size=8, transform=transform
+    )
+    expected = list(dataset)
+    loader = DataLoader(dataset, batch_size=None, num_workers=1, multiprocessing_context="spawn")
+    received = list(loader)
+    assert len(received) == len(expected) == 2
+    for got, want in zip(received, expected):
+        assert torch.equal(got["frames"], want["frames"]) and torch.equal(got["starts"], want["starts"])
 
 
 @pytest.mark.parametrize("stride,workers", [(1, 0), (4, 2)])
@@ -221,6 +249,16 @@ def test_naming_rules(tmp_path):
     path = output_path("res", "data/test_lmdb", "runs/exp_fold2/ckpts/best_checkpoint_10_0.4000.pt")
     assert path == Path("res/test/exp_fold2_best_checkpoint_10_0.4000") / SCORES_FILENAME
     assert output_path("res", "x_test", "a/b.pt", split="other").parts[:2] == ("res", "other")
+
+
+def test_configless_checkpoint_gets_original_architecture(checkpoint_path, tmp_path):
+    released_like = tmp_path / "released.pt"
+    torch.save({"model": torch.load(checkpoint_path, weights_only=True)["model"], "epoch": 3}, released_like)
+    model, spec = load_inference_model(released_like)
+    # original architecture and transform; class count and width read off the weights
+    assert (spec.model_name, spec.window, spec.resize, spec.crop) == ("hs_i3d", 32, 256, 224)
+    assert (spec.num_classes, spec.width) == (NUM_CLASSES, 0.25)
+    assert not model.training
 
 
 def test_spec_from_checkpoint_configs():
