@@ -19,6 +19,7 @@ where it stopped (every stage writes atomically).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -42,16 +43,77 @@ class DemoError(RuntimeError):
     """A stage of the demo failed; the message names the command."""
 
 
+def _shown(args: Sequence[str]) -> str:
+    return "python " + " ".join(shlex.quote(str(a)) for a in args)
+
+
 def _run(args: Sequence[str], log: list[str]) -> None:
-    cmd = [sys.executable, *map(str, args)]
-    shown = "python " + " ".join(shlex.quote(str(a)) for a in args)
+    shown = _shown(args)
     print(f"\n$ {shown}", flush=True)
     log.append(shown)
     start = time.perf_counter()
-    completed = subprocess.run(cmd, cwd=ROOT)
+    completed = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT)
     if completed.returncode != 0:
         raise DemoError(f"stage failed with exit status {completed.returncode}: {shown}")
     print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def _run_parallel(jobs: Sequence[tuple[Sequence[str], Path]], log: list[str], parallel: int,
+                  status=None) -> None:
+    """Run ``(args, log_file)`` jobs, ``parallel`` at a time, each on one CPU thread.
+
+    Several single-threaded processes use a small CPU better than one process whose
+    threads wait on each other. Each job's output goes to its log file; ``status()``
+    returns a line printed every 30 s while jobs run.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending = list(jobs)
+    running: list[tuple[subprocess.Popen, str, Path, object]] = []
+    start = last_status = time.perf_counter()
+    failures = []
+    while pending or running:
+        while pending and len(running) < max(1, parallel):
+            args, log_file = pending.pop(0)
+            shown = _shown(args)
+            print(f"\n$ {shown}   > {log_file}", flush=True)
+            log.append(shown)
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(log_file, "w")
+            proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env,
+                                    stdout=handle, stderr=subprocess.STDOUT)
+            running.append((proc, shown, log_file, handle))
+        time.sleep(1.0)
+        for item in list(running):
+            proc, shown, log_file, handle = item
+            if proc.poll() is not None:
+                handle.close()
+                running.remove(item)
+                if proc.returncode != 0:
+                    failures.append(f"exit status {proc.returncode}: {shown} (log: {log_file})")
+        if status is not None and time.perf_counter() - last_status >= 30 and running:
+            last_status = time.perf_counter()
+            print(f"  [{last_status - start:4.0f} s] {status()}", flush=True)
+    if failures:
+        raise DemoError("stage failed: " + "; ".join(failures))
+    print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def _training_status(run_dirs: Sequence[Path]) -> str:
+    parts = []
+    for run_dir in run_dirs:
+        history = run_dir / "history.jsonl"
+        rows = history.read_text().splitlines() if history.exists() else []
+        if not rows:
+            parts.append(f"{run_dir.name}: starting")
+            continue
+        row = json.loads(rows[-1])
+        f1s = [json.loads(r).get("val_f1") for r in rows]
+        f1s = [f for f in f1s if f is not None]
+        text = f"{run_dir.name}: epoch {row['epoch']} loss {row['loss']:.3f}"
+        if f1s:
+            text += f" val F1 {f1s[-1]:.3f}"
+        parts.append(text)
+    return " | ".join(parts)
 
 
 def _best_checkpoint(run_dir: Path) -> Path:
@@ -111,35 +173,43 @@ def run_demo(
         _run(["scripts/make_folds.py", "--train-gt", train_gt, "--store", stores / "train",
               "--out", folds_dir, "--folds", n_folds, "--num-classes", 10, "--seed", seed], log)
 
-    # 4. training, one run per fold
-    checkpoints = []
-    for fold in range(folds):
-        run_dir = runs / f"maxfix_neg0_fold{fold}"
+    # 4. training, one run per fold, folds in parallel
+    run_dirs = [runs / f"maxfix_neg0_fold{fold}" for fold in range(folds)]
+    jobs = []
+    for fold, run_dir in enumerate(run_dirs):
+        if (run_dir / "done").exists():
+            continue
         overrides = [
-            f"data.frame_store={str(stores / 'train')!r}",
-            f"data.folds_dir={str(folds_dir / 'original_split')!r}",
+            f"data.frame_store={stores / 'train'}",
+            f"data.folds_dir={folds_dir / 'original_split'}",
             f"data.fold={fold}",
-            f"io.run_dir={str(run_dir)!r}",
+            f"io.run_dir={run_dir}",
             f"train.seed={seed + fold}",
         ]
-        if epochs is not None:
-            overrides.append(f"train.epochs={epochs}")
-        if not list((run_dir / "ckpts").glob("best_checkpoint_*.pt")) or not (run_dir / "done").exists():
-            cmd = ["main.py", "--config", "config/demo_config.py"]
-            for item in overrides:
-                cmd += ["--set", item]
-            _run(cmd, log)
+        if epochs is not None or tiny:
+            overrides.append(f"train.epochs={epochs or 1}")
+        cmd = ["main.py", "--config", "config/demo_config.py"]
+        for item in overrides:
+            cmd += ["--set", item]
+        jobs.append((cmd, run_dir / "train.log"))
+    if jobs:
+        _run_parallel(jobs, log, parallel=workers, status=lambda: _training_status(run_dirs))
+        for run_dir in run_dirs:
             (run_dir / "done").write_text("training finished\n")
-        checkpoints.append(_best_checkpoint(run_dir))
+    checkpoints = [_best_checkpoint(run_dir) for run_dir in run_dirs]
 
     # 5. per-checkpoint inference on validation (to tune decoding) and test
+    jobs = []
     for ckpt in checkpoints:
         for split in ("valid", "test"):
-            target = results / split / f"{ckpt.parent.parent.name}_{ckpt.stem}" / "frame_scores.pkl"
-            if not target.exists():
-                _run(["main_results_creator_v2.py", "--lmdb_dir", stores / split, "--checkpoint_dir", ckpt,
-                      "--save_dir", results, "--split", split, "--stride", stride, "--batch-size", 16,
-                      "--workers", 1], log)
+            name = f"{ckpt.parent.parent.name}_{ckpt.stem}"
+            if not (results / split / name / "frame_scores.pkl").exists():
+                jobs.append((["main_results_creator_v2.py", "--lmdb_dir", stores / split, "--checkpoint_dir", ckpt,
+                              "--save_dir", results, "--split", split, "--stride", stride, "--batch-size", 16,
+                              "--workers", 0, "--no-progress"],
+                             out_dir / "logs" / f"inference_{split}_{name}.log"))
+    if jobs:
+        _run_parallel(jobs, log, parallel=workers)
 
     # 6. ensemble: original decoding, decoding tuned on validation, test predictions
     decode_json = out_dir / "decode_config.json"
