@@ -52,18 +52,16 @@ def make_video(path: Path, num_frames: int, width: int, height: int, fps: float 
 
 
 _CREATOR_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/bench")
+from peak_memory import children_peak_rss_mb, own_peak_rss_mb
 from datasets.frame_store import create_frame_store
 if __name__ == "__main__":
     start = time.perf_counter()
     create_frame_store({dest!r}, {videos!r}, {boxes!r}, size=256, workers=1, progress=False)
     wall = time.perf_counter() - start
-    # VmHWM: this process's own peak (getrusage's ru_maxrss would include the RSS of
-    # the parent that started it). The worker's peak: RUSAGE_CHILDREN, an upper bound.
-    hwm_kb = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
-    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({{"wall": wall, "self_mb": hwm_kb / 1024, "worker_mb": child_kb / 1024}}))
+    print(json.dumps({{"wall": wall, "self_mb": own_peak_rss_mb(), "worker_mb": children_peak_rss_mb()}}))
 """
 
 

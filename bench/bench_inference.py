@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from peak_memory import children_peak_rss_mb, own_peak_rss_mb  # noqa: E402
 
 STORED_SIZE = 256  # frames in the store, as make_frame_store writes them by default
 
@@ -92,7 +94,7 @@ def _child(args: dict) -> dict:
     import torch
 
     if args["model"] == "import-only":
-        return {"rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return {"rss_main_mb": own_peak_rss_mb()}
 
     from datasets.frame_store import FrameStore
     from datasets.transforms import EvalClipTransform
@@ -115,12 +117,11 @@ def _child(args: dict) -> dict:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     assert scores[args["video"]]["scores"].shape == (num_frames, 61)
-    # Linux reports ru_maxrss in KiB.
     return {
         "windows": int(len(window_starts(num_frames, 32, args["stride"]))),
         "seconds": seconds,
-        "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "rss_main_mb": own_peak_rss_mb(),
+        "rss_worker_mb": children_peak_rss_mb(),
     }
 
 

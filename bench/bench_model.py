@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import sys
 import time
 from pathlib import Path
@@ -23,9 +22,12 @@ import torch  # noqa: E402
 
 from models import build_model  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import own_peak_rss_mb  # noqa: E402
+
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return own_peak_rss_mb()
 
 
 def _cpu_case(
