@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from peak_memory import children_peak_rss_mb, own_peak_rss_mb  # noqa: E402
 
-STORED_SIZE = 256  # frames in the store, as make_frame_store writes them by default
+STORED_SIZE = 256  # frames in the store, as scripts/track1_lmdb_creator.py writes them by default
 
 
 def _make_store(root: Path, lengths: list[int]) -> Path:

@@ -17,7 +17,7 @@ from signspot.config import Config
 
 def get_config() -> Config:
     cfg = Config()
-    cfg.data.frame_store = "data/frame_store"  # made by scripts/make_frame_store.py from the MSSL videos
+    cfg.data.frame_store = "data/frame_store"  # made by scripts/track1_lmdb_creator.py from the MSSL videos
     cfg.data.folds_dir = "data/folds/original_split"  # 5 folds of the training videos (new_split: 7 folds)
     cfg.data.fold = 0  # which fold is held out for validation
     cfg.data.neg_prob = 0.0  # the released ensemble uses 0, 0.1 and 0.5

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
+import simplejpeg
 import lmdb
 import numpy as np
 
@@ -119,32 +120,57 @@ def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int
     return cx1, cy1, cx2, cy2
 
 
-def _decode_jpeg_rgb(buf, source: str = "") -> np.ndarray:
-    """One stored frame as RGB (libjpeg-turbo writes RGB directly: no BGR->RGB pass).
+def _decode_jpeg_rgb(buf, source: str = "", out: Optional[np.ndarray] = None) -> np.ndarray:
+    """One stored frame as RGB, decoded into ``out`` when given (it must have the frame's size).
 
-    (torchvision's batched ``decode_jpeg`` gives the same pixels but is no faster
-    on 256x256 frames once its extra copies are counted.)
+    libjpeg-turbo through ``simplejpeg`` (accurate integer IDCT, smooth chroma
+    upsampling: the same pixels as ``cv2.imdecode``, ~20% faster on 256x256
+    frames, and written straight into the clip). Anything it cannot read goes to
+    OpenCV, which also reads other image formats.
     """
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR_RGB)
-    if img is None:
-        raise FrameStoreError(f"{source}: stored frame is not a decodable JPEG")
+    try:
+        img = simplejpeg.decode_jpeg(buf, "RGB", buffer=out)
+    except ValueError:
+        img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR_RGB)
+        if img is None:
+            raise FrameStoreError(f"{source}: stored frame is not a decodable JPEG") from None
+        if out is not None and img.shape == out.shape:
+            out[...] = img
+            img = out
+    if out is not None and img.shape != out.shape:
+        raise FrameStoreError(f"{source}: frame size {img.shape[:2]} differs from the video's {out.shape[:2]}")
     return img
 
 
-def _decode_frames(bufs: Sequence, positions: Sequence[Sequence[int]], num: int, sources: Sequence[str]) -> np.ndarray:
+def _frame_size(buf, source: str) -> Tuple[int, int]:
+    """(height, width) of a stored frame, from its JPEG header when it has one."""
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(buf)
+    except ValueError:
+        height, width = _decode_jpeg_rgb(buf, source=source).shape[:2]  # raises when nothing can read it
+    return int(height), int(width)
+
+
+def _decode_frames(
+    bufs: Sequence,
+    positions: Sequence[Sequence[int]],
+    num: int,
+    sources: Sequence[str],
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Decode ``bufs`` (distinct frames) into an ``(num, H, W, 3)`` RGB array at ``positions``.
 
-    ``positions[i]`` lists where frame ``i`` goes (a frame asked for twice is decoded once).
+    ``positions[i]`` lists where frame ``i`` goes (a frame asked for twice is decoded
+    once). ``out`` is decoded into when it has exactly that shape, else a new array is made.
     """
-    out: Optional[np.ndarray] = None
+    height, width = _frame_size(bufs[0], sources[0])
+    shape = (num, height, width, 3)
+    if out is None or out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        out = np.empty(shape, np.uint8)
     for buf, where, src in zip(bufs, positions, sources):
-        img = _decode_jpeg_rgb(buf, source=src)
-        if out is None:
-            out = np.empty((num,) + img.shape, np.uint8)
-        elif img.shape != out.shape[1:]:
-            raise FrameStoreError(f"{src}: frame size {img.shape[:2]} differs from the video's {out.shape[1:3]}")
-        for pos in where:
-            out[pos] = img
+        _decode_jpeg_rgb(buf, source=src, out=out[where[0]])
+        for pos in where[1:]:
+            out[pos] = out[where[0]]
     return out
 
 
@@ -307,10 +333,13 @@ class FrameStore:
     def meta(self, video: str) -> dict:
         return dict(self._info(video))
 
-    def read_frames(self, video: str, indices) -> np.ndarray:
+    def read_frames(self, video: str, indices, out: Optional[np.ndarray] = None) -> np.ndarray:
         """Frames ``indices`` of ``video`` as an ``(N, H, W, 3)`` uint8 RGB array.
 
-        Repeated indices (padding) are decoded once.
+        Repeated indices (padding) are decoded once. ``out``: an array to decode
+        into when its shape is that of the result (a loader reusing one buffer
+        saves allocating, and the kernel zeroing, ~6 MB per 32-frame window);
+        otherwise, or when None, a new array is returned.
         """
         n = self.num_frames(video)
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -318,10 +347,10 @@ class FrameStore:
             bad = int(idx[(idx < 0) | (idx >= n)][0])
             raise IndexError(f"{self.path}: video {video!r} has {n} frames; frame {bad} does not exist")
         if self.layout == "original":
-            return self._read_original(video, idx)
-        return self._read_signspot(video, idx)
+            return self._read_original(video, idx, out)
+        return self._read_signspot(video, idx, out)
 
-    def _read_signspot(self, video: str, idx: np.ndarray) -> np.ndarray:
+    def _read_signspot(self, video: str, idx: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         if not idx.size:
             return np.empty((0, 0, 0, 3), np.uint8)
         frames, positions = _unique_positions(idx)
@@ -334,7 +363,7 @@ class FrameStore:
                     raise FrameStoreError(f"{self.path}: frame {frame} of video {video!r} is missing")
                 bufs.append(buf)
             # decoded inside the transaction: the buffers point into the memory map
-            return _decode_frames(bufs, positions, len(idx), [f"{self.path}: {video} frame {f}" for f in frames])
+            return _decode_frames(bufs, positions, len(idx), [f"{self.path}: {video} frame {f}" for f in frames], out)
 
     def _original_frames(self, video: str) -> list:
         if self._cache_video != video:
@@ -353,7 +382,7 @@ class FrameStore:
             self._cache_video, self._cache_frames = video, frames
         return self._cache_frames
 
-    def _read_original(self, video: str, idx: np.ndarray) -> np.ndarray:
+    def _read_original(self, video: str, idx: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         frames = self._original_frames(video)
         if idx.size and idx.max() >= len(frames):
             raise FrameStoreError(
@@ -363,7 +392,7 @@ class FrameStore:
             return np.empty((0, 0, 0, 3), np.uint8)
         wanted, positions = _unique_positions(idx)
         return _decode_frames([frames[f] for f in wanted], positions, len(idx),
-                              [f"{self.path}: {video} frame {f}" for f in wanted])
+                              [f"{self.path}: {video} frame {f}" for f in wanted], out)
 
 
 # --------------------------------------------------------------------------- creator

@@ -1,23 +1,27 @@
 """Clip transforms: one set of random parameters for every frame of a clip.
 
 Both take a uint8 RGB clip ``(T, H, W, 3)`` (as read from the frame store) and
-return a float32 tensor ``(T, 3, crop, crop)`` scaled as ``x / 255 - 0.5``.
+return a uint8 tensor ``(T, crop, crop, 3)``: the loader ships bytes, a quarter
+of the float clip's size, and :func:`normalize_clip` turns a batch into the
+network's float input ``x / 255 - 0.5``, ``(..., 3, crop, crop)``, on the
+device the network runs on (one elementwise pass there; on a CPU-only run it
+is the same pass the loader would otherwise have made).
 
 :class:`TrainClipTransform` is the original recipe's augmentation. Its parameters
 are drawn from the ``torch.Generator`` passed in (never the global RNG), so a
 sample is a function of the generator's seed alone: training resumes exactly and
 does not depend on the number of loader workers. It has two implementations of
 the same operations: the reference, ``torchvision.transforms.v2.functional`` on
-the whole clip ``(T, C, H, W)``, and the default fast one (OpenCV/numpy on uint8
-frames: rotation and crop fused into one warp, colour steps after the crop, then
-one table lookup to float), which the tests hold to the reference. With torchvision a 32-frame
-256x256 clip costs ~0.2-0.5 s of one CPU core when it is rotated or
-colour-jittered (grid_sample; RGB->HSV on tensors), far from the loader's
-target of 80 windows/s per core.
+the whole clip ``(T, C, H, W)`` in float, and the default fast one (OpenCV on
+uint8 frames: rotation and crop fused into one warp, colour steps after
+the crop on the clip seen as one tall image), which the tests hold to the
+reference. With torchvision a 32-frame 256x256 clip costs ~0.2-0.5 s of one CPU
+core when it is rotated or colour-jittered (grid_sample; RGB->HSV on tensors),
+far from the loader's target of 80 windows/s per core.
 
 :class:`EvalClipTransform` reproduces the original inference path: OpenCV
 bilinear resize (``cv2.INTER_LINEAR``, no antialiasing) on uint8 frames, centre
-crop, ``x / 255 - 0.5``.
+crop; with :func:`normalize_clip` it gives the original's ``x / 255 - 0.5``.
 """
 
 from __future__ import annotations
@@ -30,45 +34,19 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["TrainClipTransform", "EvalClipTransform", "to_float_clip"]
+__all__ = ["TrainClipTransform", "EvalClipTransform", "normalize_clip", "pack_params", "unpack_params", "BACKENDS"]
 
 
-def to_float_clip(clip_tchw: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(T, C, H, W)`` -> contiguous float32 ``x / 255 - 0.5``."""
-    out = torch.empty(clip_tchw.shape, dtype=torch.float32)
-    out.copy_(clip_tchw)
-    return out.div_(255.0).sub_(0.5)
+def normalize_clip(clip: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(..., H, W, 3)`` -> contiguous float32 ``(..., 3, H, W)`` = ``x / 255 - 0.5``.
 
-
-# uint8 -> float32 tables: one lookup per element gives bit for bit what the float
-# arithmetic of each path gives (the ops are elementwise, so a table of all 256 inputs
-# is exact), in one pass instead of a cast and two arithmetic passes.
-_TRAIN_LUT = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0) - np.float32(0.5)
-_EVAL_LUT = to_float_clip(torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256)).reshape(256).numpy().copy()
-
-
-def _float_planes(clip: np.ndarray, lut: np.ndarray, flip: bool = False) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` (any strides) -> float32 tensor ``(T, 3, H, W)`` = ``lut[clip]``.
-
-    Channels are split on uint8 (a quarter of the bytes of float; ``cv2.split``
-    is several times faster than a numpy transposing copy), a horizontal flip is
-    one ``cv2.flip`` of every plane row, then one table lookup writes the float
-    output.
+    Runs where ``clip`` is: call it after moving a batch to the device.
     """
-    t, h, w, _ = clip.shape
-    planes = np.empty((t, 3, h, w), np.uint8)
-    for frame, dst in zip(clip, planes):
-        parts = [dst[0], dst[1], dst[2]]
-        got = cv2.split(frame, parts)
-        if any(a is not b for a, b in zip(got, parts)):  # OpenCV made new arrays: copy with numpy
-            np.copyto(planes, clip.transpose(0, 3, 1, 2))
-            break
-    rows = planes.reshape(t * 3 * h, w)
-    if flip:
-        rows = cv2.flip(rows, 1, dst=rows)
-    out = np.empty((t * 3 * h, w), np.float32)
-    out = cv2.LUT(rows, lut, dst=out)
-    return torch.from_numpy(out.reshape(t, 3, h, w))
+    if clip.dtype != torch.uint8 or clip.ndim < 3 or clip.shape[-1] != 3:
+        raise ValueError(f"expected uint8 clips (..., H, W, 3), got {clip.dtype} {tuple(clip.shape)}")
+    out = torch.empty(clip.movedim(-1, -3).shape, dtype=torch.float32, device=clip.device)
+    out.copy_(clip.movedim(-1, -3))
+    return out.div_(255.0).sub_(0.5)
 
 
 def _check_clip(frames: np.ndarray) -> None:
@@ -76,9 +54,36 @@ def _check_clip(frames: np.ndarray) -> None:
         raise ValueError(f"expected a uint8 clip (T, H, W, 3), got {frames.dtype} {frames.shape}")
 
 
-def _as_tchw(frames: np.ndarray) -> torch.Tensor:
-    _check_clip(frames)
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+def _resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Every frame resized to ``size`` x ``size`` (bilinear, no antialiasing, as the original)."""
+    if frames.shape[1:3] == (size, size):
+        return frames
+    resized = np.empty((len(frames), size, size, 3), np.uint8)
+    for frame, dst in zip(frames, resized):
+        cv2.resize(frame, (size, size), dst=dst, interpolation=cv2.INTER_LINEAR)
+    return resized
+
+
+def _output(out: Optional[np.ndarray], shape: tuple) -> np.ndarray:
+    """``out`` checked to be a contiguous uint8 array of ``shape``, or a new one."""
+    if out is None:
+        return np.empty(shape, np.uint8)
+    if out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous uint8 array of shape {shape}, got {out.dtype} {out.shape}")
+    return out
+
+
+def _copy_crop(frames: np.ndarray, top: int, left: int, crop: int, flip: bool = False,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The crop as a contiguous ``(T, crop, crop, 3)`` array (``out``, or a new one), mirrored if ``flip``."""
+    src = frames[:, top : top + crop, left : left + crop]
+    out = _output(out, (len(frames), crop, crop, 3))
+    if flip:
+        for frame, dst in zip(src, out):
+            cv2.flip(frame, 1, dst=dst)
+    else:
+        np.copyto(out, src)
+    return out
 
 
 class TrainClipTransform:
@@ -89,15 +94,31 @@ class TrainClipTransform:
     ``resize`` (skipped when already that size), random ``crop`` x ``crop`` crop,
     horizontal flip (p 0.5), colour jitter with brightness/contrast/saturation
     factors U(0.8, 1.2) and hue shift U(-0.2, 0.2) in random order (p 0.3), to
-    grey (p 0.2), then ``x / 255 - 0.5``.
+    grey (p 0.2). Output: uint8 ``(T, crop, crop, 3)``; :func:`normalize_clip`
+    then gives ``x / 255 - 0.5``.
 
     Parameters come from :meth:`sample_params` (the generator only). Two
-    implementations of the same operations: :meth:`apply` (the default, OpenCV
-    and numpy on uint8: rotation and crop fused into one warp, colour steps
-    rounding to 8 bits as torchvision does on uint8 and PIL on images) and
-    :meth:`apply_torchvision` (``torchvision.transforms.v2.functional`` on the
-    whole ``(T, C, H, W)`` clip, in float: the reference the fast path is tested
-    against, several times slower on a CPU core). ``backend`` picks one.
+    implementations of the same operations: :meth:`apply` (OpenCV on uint8:
+    rotation and crop fused into one warp, colour steps rounding to 8 bits as
+    torchvision does on uint8 and PIL on images) and :meth:`apply_torchvision`
+    (``torchvision.transforms.v2.functional`` on the whole ``(T, C, H, W)``
+    clip, in float: the reference the fast path is tested against, several
+    times slower on a CPU core, negligible on a GPU). ``backend`` says where
+    the work is done:
+
+    * ``"fast"`` (default): :meth:`apply` in the loader; the device only normalises.
+    * ``"torchvision"``: the reference in the loader, rounded to uint8.
+    * ``"device"``: the loader only decodes (and resizes frames that are not
+      ``resize`` x ``resize``) and hands over ``{"frames": uint8 (T, resize,
+      resize, 3), "params": float64 (14,)}``; :meth:`device_stage` runs the
+      reference on the batch where the network is. A loader core then keeps up
+      with a GPU at about twice the windows/s. Same parameters, same operations;
+      only a store whose frames are not square at ``resize`` sees the resize
+      before the rotation instead of after.
+
+    Every transform has a loader stage (``__call__``, per clip, in DataLoader
+    workers) and :meth:`device_stage` (per batch, after the batch is moved to
+    the device), which gives the network's float input.
     """
 
     def __init__(
@@ -115,12 +136,29 @@ class TrainClipTransform:
     ):
         if crop > resize:
             raise ValueError(f"crop {crop} is larger than resize {resize}")
-        if backend not in ("fast", "torchvision"):
-            raise ValueError(f"backend must be 'fast' or 'torchvision', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         self.resize, self.crop = int(resize), int(crop)
         self.max_rotation, self.p_rotate, self.p_flip = float(max_rotation), float(p_rotate), float(p_flip)
         self.jitter, self.p_jitter, self.p_gray = float(jitter), float(p_jitter), float(p_gray)
         self.backend = backend
+        self._scratch: dict = {}
+        # Whether the loader stage never returns or keeps a view of its input (then a
+        # loader may decode every window into the same buffer). The device backend
+        # hands the decoded frames themselves over.
+        self.copies_input = backend != "device"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_scratch"] = {}  # working memory is not sent to loader workers
+        return state
+
+    def _buffer(self, name: str, shape: tuple) -> np.ndarray:
+        """A uint8 working array kept between clips (reused memory, no fresh pages per clip)."""
+        buf = self._scratch.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._scratch[name] = np.empty(shape, np.uint8)
+        return buf
 
     def __repr__(self) -> str:
         return f"TrainClipTransform(resize={self.resize}, crop={self.crop}, backend={self.backend!r})"
@@ -147,65 +185,69 @@ class TrainClipTransform:
             "grey": u[10] < self.p_gray,
         }
 
-    def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def loader_shape(self, window: int) -> tuple:
+        """Shape of the uint8 clip the loader stage writes for a ``window``-frame clip."""
+        side = self.resize if self.backend == "device" else self.crop
+        return (int(window), side, side, 3)
+
+    def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None,
+                 out: Optional[np.ndarray] = None):
+        """Loader stage: uint8 ``(T, crop, crop, 3)``, or for the device backend
+        ``{"frames", "params"}`` (see the class docstring). ``out``: a contiguous
+        uint8 array of :meth:`loader_shape` to write the clip into (e.g. its slot
+        in a batch); the tensor returned then shares its memory."""
         params = self.sample_params(generator)
+        if self.backend == "device":
+            _check_clip(frames)
+            frames = _resize_frames(frames, self.resize)
+            if out is not None and frames is not out:  # (a loader may have decoded into ``out`` already)
+                np.copyto(_output(out, frames.shape), frames)
+                frames = out
+            return {"frames": torch.from_numpy(np.ascontiguousarray(frames)), "params": pack_params(params)}
         if self.backend == "torchvision":
-            return self.apply_torchvision(frames, params)
-        return self.apply(frames, params)
+            x = self.apply_torchvision(frames, params)  # float (T, 3, crop, crop), x / 255 - 0.5
+            clip = (x + 0.5).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            if out is None:
+                return clip
+            np.copyto(_output(out, tuple(clip.shape)), clip.numpy())
+            return torch.from_numpy(out)
+        return self.apply(frames, params, out=out)
 
     # -- fast path: OpenCV / numpy
-    def _geometry(self, frames: np.ndarray, angle: float, top: int, left: int) -> np.ndarray:
-        """Rotation, resize and crop: uint8 ``(T, crop, crop, 3)``, a view of ``frames`` when not rotated."""
+    def apply(self, frames: np.ndarray, params: dict, out: Optional[np.ndarray] = None) -> torch.Tensor:
+        """The transform with given parameters (OpenCV implementation): uint8 ``(T, crop, crop, 3)``,
+        written into ``out`` when given."""
+        _check_clip(frames)
         _, h, w, _ = frames.shape
-        size, crop = self.resize, self.crop
-        if angle != 0.0:
+        size, crop, angle = self.resize, self.crop, params["angle"]
+        top, left = params["top"], params["left"]
+        if angle == 0.0:
+            clip = _copy_crop(_resize_frames(frames, size), top, left, crop, bool(params["flip"]), out=out)
+        else:
             # Rotation about the frame centre, counter-clockwise for positive angles (as torchvision).
             matrix = cv2.getRotationMatrix2D(((w - 1) * 0.5, (h - 1) * 0.5), angle, 1.0)
-            cropped = (h, w) == (size, size)
-            if cropped:
+            fused = (h, w) == (size, size)
+            if fused:
                 # The crop is a translation: fuse it into the warp and compute only the crop.
                 matrix[0, 2] -= left
                 matrix[1, 2] -= top
-                out_h, out_w = crop, crop
+                clip = _output(out, (len(frames), crop, crop, 3))
             else:
-                out_h, out_w = h, w
-            rotated = np.empty((len(frames), out_h, out_w, 3), np.uint8)
-            for i, frame in enumerate(frames):
-                cv2.warpAffine(frame, matrix, (out_w, out_h), dst=rotated[i], flags=cv2.INTER_NEAREST,
+                clip = np.empty(frames.shape, np.uint8)
+            out_size = (clip.shape[2], clip.shape[1])
+            for frame, dst in zip(frames, clip):
+                cv2.warpAffine(frame, matrix, out_size, dst=dst, flags=cv2.INTER_NEAREST,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            if cropped:
-                return rotated
-            frames = rotated
-        if frames.shape[1:3] != (size, size):
-            resized = np.empty((len(frames), size, size, 3), np.uint8)
-            for i, frame in enumerate(frames):
-                cv2.resize(frame, (size, size), dst=resized[i], interpolation=cv2.INTER_LINEAR)
-            frames = resized
-        return frames[:, top : top + crop, left : left + crop]
-
-    def apply(self, frames: np.ndarray, params: dict) -> torch.Tensor:
-        """The transform with given parameters (OpenCV/numpy implementation)."""
-        _check_clip(frames)
-        clip = self._geometry(frames, params["angle"], params["top"], params["left"])  # uint8 (T, c, c, 3)
-        flip = bool(params["flip"])
+            if not fused:
+                clip = _copy_crop(_resize_frames(clip, size), top, left, crop, out=out)
+            if params["flip"]:
+                rows = clip.reshape(-1, crop, 3)  # the clip as one tall image: one call
+                cv2.flip(rows, 1, dst=rows)
         if params["jitter"] is not None or params["grey"]:
-            # The colour steps work in place on a dense clip: the rotated one is ours
-            # already; a view of the caller's frames is copied (and flipped while
-            # copied: no colour step depends on pixel positions, so the order is free).
-            if clip.base is not None or not clip.flags.c_contiguous:
-                dense = np.empty(clip.shape, np.uint8)
-                if flip:
-                    for i, frame in enumerate(clip):
-                        cv2.flip(frame, 1, dst=dense[i])
-                    flip = False
-                else:
-                    np.copyto(dense, clip)
-                clip = dense
-            clip = self._colour(clip, params)
-        return _float_planes(clip, _TRAIN_LUT, flip)
+            self._colour(clip, params)  # in place: ``clip`` is ours (new, or ``out``)
+        return torch.from_numpy(clip)
 
-    @staticmethod
-    def _colour(clip: np.ndarray, params: dict) -> np.ndarray:
+    def _colour(self, clip: np.ndarray, params: dict) -> None:
         """Colour jitter and grey on a contiguous uint8 clip, in place.
 
         Every step rounds and saturates to 8 bits, as torchvision does on uint8
@@ -216,6 +258,7 @@ class TrainClipTransform:
         """
         t, h, w, _ = clip.shape
         flat = clip.reshape(t * h, w, 3)
+        grey = self._buffer("grey", (t * h, w))
         jitter = params["jitter"]
         if jitter is not None:
             brightness, contrast, saturation, hue = jitter
@@ -223,25 +266,32 @@ class TrainClipTransform:
                 if step == 0:  # blend with black
                     cv2.addWeighted(flat, brightness, flat, 0.0, 0.0, dst=flat)
                 elif step == 1:  # blend with the frame's mean grey level
-                    grey = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).reshape(t, h, w)
-                    for frame, frame_grey in zip(clip, grey):
+                    cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY, dst=grey)
+                    for frame, frame_grey in zip(clip, grey.reshape(t, h, w)):
                         mean = cv2.mean(frame_grey)[0]
                         cv2.addWeighted(frame, contrast, frame, 0.0, (1.0 - contrast) * mean, dst=frame)
                 elif step == 2:  # blend with the frame's grey version
-                    grey = cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-                    cv2.addWeighted(flat, saturation, grey, 1.0 - saturation, 0.0, dst=flat)
+                    grey3 = self._buffer("colour", (t * h, w, 3))
+                    cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY, dst=grey), cv2.COLOR_GRAY2RGB, dst=grey3)
+                    cv2.addWeighted(flat, saturation, grey3, 1.0 - saturation, 0.0, dst=flat)
                 else:
-                    hsv = cv2.cvtColor(flat, cv2.COLOR_RGB2HSV_FULL)
+                    hsv = cv2.cvtColor(flat, cv2.COLOR_RGB2HSV_FULL, dst=self._buffer("colour", (t * h, w, 3)))
                     hsv[..., 0] += np.uint8(int(round(hue * 256.0)) % 256)  # wraps modulo 256
                     cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL, dst=flat)
         if params["grey"]:
-            cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB, dst=flat)
-        return clip
+            cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY, dst=grey), cv2.COLOR_GRAY2RGB, dst=flat)
 
     # -- reference path: torchvision.transforms.v2 on the whole clip
     def apply_torchvision(self, frames: np.ndarray, params: dict) -> torch.Tensor:
-        """The transform with given parameters, with ``torchvision.transforms.v2.functional``."""
-        clip = _as_tchw(frames)  # (T, 3, H, W) uint8
+        """The transform with given parameters, with ``torchvision.transforms.v2.functional``.
+
+        Returns the float ``(T, 3, crop, crop)`` clip ``x / 255 - 0.5`` (the reference, unrounded).
+        """
+        _check_clip(frames)
+        return self._reference(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), params)
+
+    def _reference(self, clip: torch.Tensor, params: dict) -> torch.Tensor:
+        """uint8 ``(T, 3, H, W)`` on any device -> float ``(T, 3, crop, crop)``, ``x / 255 - 0.5``."""
         if params["angle"] != 0.0:
             clip = F.rotate(clip, params["angle"], interpolation=InterpolationMode.NEAREST, fill=0)
         if tuple(clip.shape[-2:]) != (self.resize, self.resize):
@@ -265,6 +315,56 @@ class TrainClipTransform:
             x = F.rgb_to_grayscale(x, num_output_channels=3)
         return (x - 0.5).contiguous()
 
+    def device_stage(self, clips, device=None) -> torch.Tensor:
+        """A collated batch of loader-stage outputs -> float ``(B, T, 3, crop, crop)`` on ``device``.
+
+        For the device backend, the augmentation itself runs here, clip by clip, with
+        each clip's own parameters; otherwise this is :func:`normalize_clip`.
+        """
+        if not isinstance(clips, dict):
+            return normalize_clip(clips.to(device, non_blocking=True))
+        frames = clips["frames"].to(device, non_blocking=True)  # (B, T, R, R, 3) uint8
+        params = clips["params"]
+        b, t = frames.shape[:2]
+        out = torch.empty((b, t, 3, self.crop, self.crop), dtype=torch.float32, device=frames.device)
+        for i in range(b):
+            out[i] = self._reference(frames[i].permute(0, 3, 1, 2), unpack_params(params[i]))
+        return out
+
+
+BACKENDS = ("fast", "torchvision", "device")
+
+# One clip's parameters as numbers, in this order (``pack_params``/``unpack_params``).
+PARAM_FIELDS = (
+    "angle", "top", "left", "flip", "jitter_on", "brightness", "contrast", "saturation", "hue",
+    "order_0", "order_1", "order_2", "order_3", "grey",
+)
+
+
+def pack_params(params: dict) -> torch.Tensor:
+    """:meth:`TrainClipTransform.sample_params` output -> float64 ``(14,)`` (collatable)."""
+    jitter = params["jitter"]
+    values = [float(params["angle"]), params["top"], params["left"], float(params["flip"]),
+              float(jitter is not None), *(jitter if jitter is not None else (1.0, 1.0, 1.0, 0.0)),
+              *params["jitter_order"], float(params["grey"])]
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def unpack_params(row: torch.Tensor) -> dict:
+    """Inverse of :func:`pack_params` (exact: float64 holds every value)."""
+    v = row.tolist()
+    if len(v) != len(PARAM_FIELDS):
+        raise ValueError(f"expected {len(PARAM_FIELDS)} packed parameters, got {len(v)}")
+    return {
+        "angle": v[0],
+        "top": int(v[1]),
+        "left": int(v[2]),
+        "flip": bool(v[3]),
+        "jitter": tuple(v[5:9]) if v[4] else None,
+        "jitter_order": [int(x) for x in v[9:13]],
+        "grey": bool(v[13]),
+    }
+
 
 class EvalClipTransform:
     """Validation/inference transform: cv2 bilinear resize, centre crop, ``x / 255 - 0.5``."""
@@ -274,17 +374,23 @@ class EvalClipTransform:
             raise ValueError(f"crop {crop} is larger than resize {resize}")
         self.resize, self.crop = int(resize), int(crop)
 
+    copies_input = True  # never returns or keeps a view of its input
+
     def __repr__(self) -> str:
         return f"EvalClipTransform(resize={self.resize}, crop={self.crop})"
 
-    def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def loader_shape(self, window: int) -> tuple:
+        """Shape of the uint8 clip the loader stage writes for a ``window``-frame clip."""
+        return (int(window), self.crop, self.crop, 3)
+
+    def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None,
+                 out: Optional[np.ndarray] = None) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` -> uint8 ``(T, crop, crop, 3)`` (written into ``out`` when given)."""
         _check_clip(frames)
-        if frames.shape[1:3] != (self.resize, self.resize):
-            resized = np.empty((frames.shape[0], self.resize, self.resize, 3), np.uint8)
-            for i, frame in enumerate(frames):
-                cv2.resize(frame, (self.resize, self.resize), dst=resized[i], interpolation=cv2.INTER_LINEAR)
-            frames = resized
         # torchvision's CenterCrop offset: round((size - crop) / 2)
         off = int(round((self.resize - self.crop) / 2.0))
-        # = to_float_clip of the crop, bit for bit (table of that function's 256 outputs)
-        return _float_planes(frames[:, off : off + self.crop, off : off + self.crop], _EVAL_LUT)
+        return torch.from_numpy(_copy_crop(_resize_frames(frames, self.resize), off, off, self.crop, out=out))
+
+    def device_stage(self, clips: torch.Tensor, device=None) -> torch.Tensor:
+        """A collated uint8 batch -> the network's float input on ``device`` (:func:`normalize_clip`)."""
+        return normalize_clip(clips.to(device, non_blocking=True))

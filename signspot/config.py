@@ -54,7 +54,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    frame_store: str = ""  # LMDB frame store (scripts/make_frame_store.py output, or the original layout)
+    frame_store: str = ""  # LMDB frame store (scripts/track1_lmdb_creator.py output, or the original layout)
     folds_dir: str = ""  # folder holding the fold CSVs of one split (original_split or new_split)
     fold: int = 0  # fold index: train on this fold's training CSV, validate on its validation CSV
     train_csv_name: str = "train_{fold}.csv"  # training CSV inside folds_dir ({fold} is filled in)
@@ -69,6 +69,7 @@ class DataConfig:
     crop: int = 224  # spatial crop fed to the network (random in training, centre in validation)
     balanced_sampling: bool = True  # draw samples with weight 1/count(label), with replacement
     num_workers: int = 4  # DataLoader worker processes per training process
+    augment_on: str = "auto"  # training augmentation in the "loader" workers, on the "device", or "auto" (GPU: device)
 
 
 @dataclass
@@ -263,6 +264,7 @@ def _validate(cfg: Config) -> None:
         (0.0 <= cfg.data.neg_prob <= 1.0, "data.neg_prob", "must be in [0, 1]"),
         (cfg.data.crop <= cfg.data.resize, "data.crop", f"must be <= data.resize ({cfg.data.resize})"),
         (cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
+        (cfg.data.augment_on in ("auto", "loader", "device"), "data.augment_on", "must be one of auto, loader, device"),
         (cfg.model.width > 0, "model.width", "must be > 0"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)"),
         (cfg.optim.lr > 0, "optim.lr", "must be > 0"),

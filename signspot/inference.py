@@ -368,6 +368,7 @@ def infer_videos(
     With ``flip_tta`` each window is also run mirrored left-right and both
     count as windows of equal weight (their probabilities are averaged).
     """
+    from datasets.transforms import normalize_clip
     from models import HEAD_NAMES
     from signspot.scores import FrameScoreAccumulator
 
@@ -406,7 +407,7 @@ def infer_videos(
     bar = _progress(total_windows, progress, desc="windows")
     with torch.inference_mode():
         for batch in loader:
-            frames = batch["frames"].to(device, non_blocking=True)
+            frames = normalize_clip(batch["frames"].to(device, non_blocking=True))  # uint8 -> float, on the device
             clips = gather_windows(frames, batch["offsets"].tolist(), window)
             n_windows = len(clips)
             views = [clips, clips.flip(-1)] if flip_tta else [clips]

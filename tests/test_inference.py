@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from datasets.frame_store import FrameStore, create_frame_store
-from datasets.transforms import EvalClipTransform
+from datasets.transforms import EvalClipTransform, normalize_clip
 from models import HEAD_NAMES, build_model
 from signspot.config import Config, config_to_dict
 from signspot.inference import (
@@ -106,7 +106,7 @@ def _direct_frame_scores(model, store, video, stride, flip):
     counts = np.zeros(n + WINDOW)
     for start in window_starts(n, WINDOW, stride):
         indices = [min(i, n - 1) for i in range(start, start + WINDOW)]
-        clip = transform(store.read_frames(video, indices))
+        clip = normalize_clip(transform(store.read_frames(video, indices)))
         for view in [clip, clip.flip(-1)] if flip else [clip]:
             with torch.no_grad():
                 out = model(view[None])
@@ -187,7 +187,7 @@ def test_stream_reads_each_frame_once_and_rebuilds_windows(store_dir, stride, ba
 
 def test_stream_through_worker_process_with_large_batches(store_dir):
     """Batches of several MB leave a worker through shared memory; the worker must not reuse them."""
-    transform = EvalClipTransform(resize=200, crop=192)  # ~10 MB of frames per batch
+    transform = EvalClipTransform(resize=200, crop=192)  # ~4 MB of uint8 frames per batch
     dataset = StreamingWindowDataset(
         FrameStore(store_dir), ["long_video"], window=WINDOW, stride=1, batch_size=8, transform=transform
     )

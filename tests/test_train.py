@@ -158,7 +158,7 @@ def test_save_if_best_keeps_the_top_k(tmp_path):
 
 # ------------------------------------------------------------------ training runs
 def test_loss_decreases_on_a_fixed_batch(tiny_data):
-    from datasets.transforms import EvalClipTransform
+    from datasets.transforms import EvalClipTransform, normalize_clip
     from datasets.windows import TrainWindowDataset
     from models import build_model
 
@@ -172,7 +172,7 @@ def test_loss_decreases_on_a_fixed_batch(tiny_data):
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     history = []
     for _ in range(12):
-        losses = head_losses(model(batch["clip"]), batch["target"])
+        losses = head_losses(model(normalize_clip(batch["clip"])), batch["target"])
         loss = weighted_total(losses, list(losses), [0.2] * 5)
         optimizer.zero_grad()
         loss.backward()
@@ -231,6 +231,25 @@ def test_end_to_end_and_resume_equivalence(tiny_data, tmp_path):
     # A finished run resumed again trains nothing and keeps its checkpoint.
     again = _run(tiny_data, split)
     assert again["iteration"] == a["iteration"]
+
+
+def test_device_augmentation_trains_the_same_whoever_loads(tiny_data, tmp_path):
+    """data.augment_on=device: the loader only decodes, the augmentation runs in the training
+    process (here the CPU stands in for a GPU); still a function of the seed alone."""
+    extra = {"data.augment_on": "device", "data.crop": 12, "train.epochs": 1, "eval.every_epochs": 0}
+    in_process = _run(tiny_data, tmp_path / "a", **extra)
+    in_worker = _run(tiny_data, tmp_path / "b", **extra, **{"data.num_workers": 1})
+    assert in_process["iteration"] == in_worker["iteration"] > 0
+    a = load_training_checkpoint(tmp_path / "a" / "ckpts" / LATEST_NAME)
+    b = load_training_checkpoint(tmp_path / "b" / "ckpts" / LATEST_NAME)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
+    history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
+    assert np.isfinite(history[-1]["loss"])
+    assert train_mod.augmentation_backend("auto", torch.device("cpu")) == "fast"
+    assert train_mod.augmentation_backend("auto", torch.device("cuda", 0)) == "device"
+    with pytest.raises(ConfigError, match="data.augment_on"):
+        load_config(str(ROOT / "config" / "demo_config.py"), ['data.augment_on="gpu"'])
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):

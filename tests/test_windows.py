@@ -10,7 +10,7 @@ import torch
 
 from datasets.frame_store import FrameStore, create_frame_store
 from datasets.samplers import ClassBalancedSampler
-from datasets.transforms import EvalClipTransform, TrainClipTransform
+from datasets.transforms import EvalClipTransform, TrainClipTransform, normalize_clip
 from datasets.windows import (
     InferenceWindowDataset,
     TrainWindowDataset,
@@ -155,7 +155,7 @@ def test_train_randomness_comes_from_seed_epoch_index(store, train_csv):
     for x, y in zip(first, second):
         assert x["start"] == y["start"]
         assert torch.equal(x["clip"], y["clip"]) and torch.equal(x["target"], y["target"])
-    assert first[0]["clip"].shape == (T, 3, 12, 12) and first[0]["clip"].dtype == torch.float32
+    assert first[0]["clip"].shape == (T, 12, 12, 3) and first[0]["clip"].dtype == torch.uint8
     # Another epoch or another seed draws other windows/augmentations.
     b.set_epoch(1)
     c = make(8)
@@ -210,20 +210,26 @@ def test_inference_windows_stride(store):
     item = ds[10]
     assert item["start"] == 48 and item["video_index"] == 0
     clip = InferenceWindowDataset(store, ["exact"], window=T)[0]["clip"]  # default EvalClipTransform
-    assert clip.shape == (T, 3, 224, 224)
+    assert clip.shape == (T, 224, 224, 3) and clip.dtype == torch.uint8
 
 
 def test_eval_transform_matches_cv2_resize_and_centre_crop():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
     out = EvalClipTransform(resize=32, crop=24)(frames)
-    assert out.shape == (3, 3, 24, 24) and out.dtype == torch.float32
+    assert out.shape == (3, 24, 24, 3) and out.dtype == torch.uint8 and out.is_contiguous()
     ref = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_LINEAR) for f in frames])[:, 4:28, 4:28]
-    np.testing.assert_allclose(out.permute(0, 2, 3, 1).numpy(), ref / 255.0 - 0.5, atol=1e-6)
+    np.testing.assert_array_equal(out.numpy(), ref)
     same = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)  # already resize x resize: crop only
-    np.testing.assert_allclose(
-        EvalClipTransform(32, 24)(same).permute(0, 2, 3, 1).numpy(), same[:, 4:28, 4:28] / 255.0 - 0.5, atol=1e-6
-    )
+    np.testing.assert_array_equal(EvalClipTransform(32, 24)(same).numpy(), same[:, 4:28, 4:28])
+    # The network's input: x / 255 - 0.5, channels first, computed where the clip is.
+    x = normalize_clip(out)
+    assert x.shape == (3, 3, 24, 24) and x.dtype == torch.float32 and x.is_contiguous()
+    np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), ref / 255.0 - 0.5, atol=1e-7)
+    batch = normalize_clip(torch.stack([out, out]))  # (B, T, H, W, 3) -> (B, T, 3, H, W)
+    assert batch.shape == (2, 3, 3, 24, 24) and torch.equal(batch[1], x)
+    with pytest.raises(ValueError, match="uint8"):
+        normalize_clip(x)
 
 
 def test_train_transform_same_parameters_for_every_frame():
@@ -234,15 +240,14 @@ def test_train_transform_same_parameters_for_every_frame():
     outputs = []
     for seed in range(40):
         out = transform(clip, torch.Generator().manual_seed(seed))
-        assert out.shape == (6, 3, 16, 16)
+        assert out.shape == (6, 16, 16, 3) and out.dtype == torch.uint8
         assert all(torch.equal(out[0], out[t]) for t in range(6))  # identical frames stay identical
-        assert out.min() >= -0.5 - 1e-6 and out.max() <= 0.5 + 1e-6
         again = transform(clip, torch.Generator().manual_seed(seed))
         assert torch.equal(out, again)
         outputs.append(out[0])
     assert len({o.sum().item() for o in outputs}) > 30  # the parameters do vary between clips
     # Some clips are flipped, some grey (all three channels equal), as the probabilities say.
-    grey = sum(bool(torch.equal(o[0], o[1]) and torch.equal(o[1], o[2])) for o in outputs)
+    grey = sum(bool(torch.equal(o[..., 0], o[..., 1]) and torch.equal(o[..., 1], o[..., 2])) for o in outputs)
     assert 1 <= grey <= 20
 
 
@@ -290,7 +295,9 @@ def test_fast_train_transform_matches_torchvision_reference(case):
         params.update(jitter=(1.15, 0.85, 1.2, 0.12), jitter_order=[3, 1, 0, 2])
     if case == "grey":
         params.update(jitter=(0.9, 1.1, 0.8, -0.1), grey=True)
-    fast = transform.apply(frames, params)
+    fast_uint8 = transform.apply(frames, params)
+    assert fast_uint8.shape == (4, 32, 32, 3) and fast_uint8.dtype == torch.uint8
+    fast = normalize_clip(fast_uint8)
     ref = transform.apply_torchvision(frames, params)
     assert fast.shape == ref.shape == (4, 3, 32, 32) and fast.dtype == ref.dtype == torch.float32
     diff = (fast - ref).abs()
@@ -303,3 +310,114 @@ def test_fast_train_transform_matches_torchvision_reference(case):
         assert inner.mean() < 1.5e-3 and inner.max() < 3 / 255
     else:  # hue on 8-bit HSV (as PIL) against torchvision's float HSV
         assert inner.mean() < 4e-3 and torch.quantile(inner.flatten(), 0.99) < 2.5e-2, (inner.mean(), inner.max())
+
+
+@pytest.fixture(scope="module")
+def textured_store(tmp_path_factory):
+    """Frames with texture and colour (the grey-coded store above is flat: no augmentation shows on it)."""
+    root = tmp_path_factory.mktemp("textured")
+    (root / "v").mkdir()
+    rng = np.random.default_rng(4)
+    base = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (48, 40), interpolation=cv2.INTER_CUBIC)
+    writer = cv2.VideoWriter(str(root / "v" / "tex.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (48, 40))
+    for i in range(60):
+        writer.write(np.roll(base, i, axis=1))
+    writer.release()
+    (root / "b.json").write_text(json.dumps({"tex": [6, 4, 42, 36]}))
+    create_frame_store(root / "store", root / "v", root / "b.json", size=40, workers=0, progress=False)
+    return FrameStore(root / "store")
+
+
+def test_device_backend_defers_the_same_augmentation_to_the_device(textured_store, tmp_path):
+    from datasets.transforms import unpack_params
+
+    rows = [["tex", k % C, 5 + 9 * k, 9 + 9 * k, 60] for k in range(5)]
+    csv_path = write_csv(tmp_path / "tex.csv", rows)
+    make = lambda backend: TrainWindowDataset(  # noqa: E731
+        csv_path, textured_store, C, window=8, neg_prob=0.3, seed=11,
+        transform=TrainClipTransform(resize=40, crop=32, backend=backend, p_rotate=0.5, p_jitter=0.5, p_gray=0.3),
+    )
+    loader_side, device_side = make("fast"), make("device")
+    assert device_side.transform.copies_input is False and loader_side.transform.copies_input is True
+    seen = {"rotated": 0, "jittered": 0}
+    for epoch in range(4):
+        loader_side.set_epoch(epoch)
+        device_side.set_epoch(epoch)
+        fast_items = [loader_side[i] for i in range(len(rows))]
+        items = [device_side[i] for i in range(len(rows))]
+        batch = torch.utils.data.default_collate(items)
+        assert batch["clip"]["frames"].shape == (len(rows), 8, 40, 40, 3) and batch["clip"]["frames"].dtype == torch.uint8
+        x = device_side.transform.device_stage(batch["clip"], torch.device("cpu"))
+        assert x.shape == (len(rows), 8, 3, 32, 32) and x.dtype == torch.float32
+        for i, (fast_item, item) in enumerate(zip(fast_items, items)):
+            # Same window, same targets, same parameters as the loader backend drew.
+            assert item["start"] == fast_item["start"] and torch.equal(item["target"], fast_item["target"])
+            params = unpack_params(batch["clip"]["params"][i])
+            frames = textured_store.read_frames("tex", np.minimum(np.arange(item["start"], item["start"] + 8), 59))
+            torch.testing.assert_close(x[i], device_side.transform.apply_torchvision(frames, params), rtol=0, atol=1e-6)
+            # ... and the same augmentation as the loader backend computed (its 8-bit steps round).
+            inner = (normalize_clip(fast_item["clip"]) - x[i]).abs()[..., 2:-2, 2:-2]
+            assert inner.mean() < 4e-3 and torch.quantile(inner.flatten(), 0.99) < 2.5e-2, (params, inner.mean())
+            seen["rotated"] += params["angle"] != 0.0
+            seen["jittered"] += params["jitter"] is not None
+    assert seen["rotated"] and seen["jittered"]  # the comparison covered those steps
+    # Evaluation transform: the device stage is the normalisation.
+    clip = EvalClipTransform(40, 32)(textured_store.read_frames("tex", range(8)))
+    assert torch.equal(EvalClipTransform(40, 32).device_stage(clip[None]), normalize_clip(clip[None]))
+
+
+def test_params_pack_round_trip():
+    from datasets.transforms import pack_params, unpack_params
+
+    transform = TrainClipTransform(p_jitter=1.0)
+    for seed in range(20):
+        params = transform.sample_params(torch.Generator().manual_seed(seed))
+        assert unpack_params(pack_params(params)) == params
+    with pytest.raises(ValueError, match="backend"):
+        TrainClipTransform(backend="gpu")
+
+
+class _Batched(torch.utils.data.Dataset):
+    """Fetches whole batches, as training's loader does."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+    def __getitems__(self, indices):
+        return self.dataset.get_batch(indices)
+
+
+@pytest.mark.parametrize("backend", ["fast", "device", "torchvision", "custom"])
+def test_get_batch_equals_collated_samples(textured_store, tmp_path, backend):
+    from datasets.windows import collate_windows
+
+    rows = [["tex", k % C, 4 + 7 * k, 8 + 7 * k, 60] for k in range(7)]
+    csv_path = write_csv(tmp_path / "tex.csv", rows)
+    transform = raw if backend == "custom" else TrainClipTransform(resize=40, crop=32, backend=backend, p_jitter=0.5)
+    dataset = TrainWindowDataset(csv_path, textured_store, C, window=8, neg_prob=0.3, seed=2, transform=transform)
+    dataset.set_epoch(3)
+    indices = [5, 0, 3, 3, 6]
+    want = torch.utils.data.default_collate([dataset[i] for i in indices])
+    got = dataset.get_batch(indices)
+
+    def assert_same(a, b):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert_same(a[key], b[key])
+        else:
+            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+    assert_same(got, want)
+    # Through a worker process: the batch arrives (from shared memory) unchanged.
+    loader = torch.utils.data.DataLoader(
+        _Batched(dataset), batch_size=len(indices), sampler=indices, collate_fn=collate_windows,
+        num_workers=1, multiprocessing_context="spawn",
+    )
+    assert_same(next(iter(loader)), want)
