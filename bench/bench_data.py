@@ -6,15 +6,18 @@
   measured with getrusage in a child process) for a generated 1280x720 video,
   10 minutes at 25 fps (15,000 frames; --quick: 30 s), stored at 256x256 with one
   encoding worker. Target: < 1 GB peak RSS.
-* loader: training windows/s on one core (torch and OpenCV limited to one
-  thread, batches of 8 collated in this process) from a 256x256 store, for a
-  short and a long video (6,000 frames; --quick: 1,500), to show the cost does
-  not grow with video length. Target: >= 80/s. Both places the augmentation can
-  run (config data.augment_on): "loader" (decode + OpenCV augmentation in the
-  loader, the CPU-only setting) and "device" (the loader decodes, the GPU
-  augments: the default with a GPU; the GPU's share is not measured here).
-  Also the CPU time of reading + decoding 32 frames, of the loader augmentation
-  alone, and the stored frames' size.
+* loader: training windows/s per CPU-second of the loading process (torch and
+  OpenCV limited to one thread; whole batches of 8 fetched as training fetches
+  them) from a 256x256 store, for a short and a long video (6,000 frames;
+  --quick: 1,500), to show the cost does not grow with video length. Target:
+  >= 80/s. For both settings of data.augment_on: "device" (the default with a
+  GPU: the loader decodes, rotates, crops and flips; the colour steps run on
+  the GPU, not measured here) and "loader" (the whole augmentation in the
+  loader, the CPU-only setting). In this process (median of several runs) and
+  in one DataLoader worker process, whose figure also pays the shared-memory
+  transport of each batch to the training process. Also: the CPU time of
+  reading + decoding 32 frames and of the loader's augmentation alone, the
+  stored frames' size, and this machine's cost of fresh shared memory.
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ def bench_creator(tmp: Path, quick: bool) -> list[dict]:
 
 
 class _Epochs(Dataset):
-    """``(epoch, index)`` keys, as training uses them: every epoch draws new windows and augmentations."""
+    """``(epoch, index)`` keys, as training uses them: every epoch draws new windows and augmentations.
+    Batches are fetched whole (``__getitems__``), as training fetches them; each carries the CPU time
+    of the process that made it, so the work of a loader worker process can be measured too."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -108,19 +113,47 @@ class _Epochs(Dataset):
         self.dataset.set_epoch(epoch)
         return self.dataset[index]
 
-    def __getitems__(self, keys):  # whole batches, as training fetches them
+    def __getitems__(self, keys):
+        import cv2
+        import torch
+
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
         self.dataset.set_epoch(keys[0][0])
-        return self.dataset.get_batch([index for _, index in keys])
+        batch = self.dataset.get_batch([index for _, index in keys])
+        batch["cpu_s"] = torch.tensor(time.process_time(), dtype=torch.float64)
+        return batch
+
+
+def _windows_per_cpu_s(dataset, keys, batch: int, workers: int) -> tuple[float, float]:
+    """(windows per CPU-second of the loading process, windows per wall-clock second).
+
+    In this process (``workers=0``) or in one spawned worker process, whose CPU time
+    then also covers the DataLoader's shared-memory transport of every batch.
+    """
+    from torch.utils.data import DataLoader
+
+    from datasets.windows import collate_windows
+
+    extra = {"multiprocessing_context": "spawn", "prefetch_factor": 2} if workers else {}
+    loader = DataLoader(_Epochs(dataset), batch_size=batch, sampler=keys, collate_fn=collate_windows,
+                        num_workers=workers, **extra)
+    stamps, start_wall = [], None
+    for item in loader:
+        stamps.append(float(item["cpu_s"]))
+        if start_wall is None:  # timed from the end of the first batch: warm-up and start-up excluded
+            start_wall = time.perf_counter()
+    windows = (len(stamps) - 1) * batch
+    return windows / (stamps[-1] - stamps[0]), windows / (time.perf_counter() - start_wall)
 
 
 def bench_loader(tmp: Path, quick: bool) -> list[dict]:
     import cv2
     import torch
-    from torch.utils.data import DataLoader
 
-    from datasets.frame_store import FrameStore, create_frame_store
+    from datasets.frame_store import FrameStore, _frame_key, create_frame_store
     from datasets.transforms import TrainClipTransform
-    from datasets.windows import TrainWindowDataset, collate_windows
+    from datasets.windows import TrainWindowDataset
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -135,9 +168,8 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
     store = FrameStore(tmp / "loader_store")
 
     rows = []
-    samples = 48 if quick else 320
-    batch = 8
-    where = {"loader": "fast", "device": "device"}  # data.augment_on -> transform backend
+    samples, repeats, batch = (64, 3, 8) if quick else (320, 5, 8)
+    where = {"device": "device", "loader": "fast"}  # data.augment_on -> transform backend
     for name, n in lengths.items():
         rng = np.random.default_rng(1)
         csv_path = tmp / f"{name}.csv"
@@ -149,23 +181,23 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
         for augment_on, backend in where.items():
             dataset = TrainWindowDataset(csv_path, store, 60, window=32, neg_prob=0.1, seed=0,
                                          transform=TrainClipTransform(backend=backend))
-            keys = [(1 + i // len(dataset), i % len(dataset)) for i in range(samples)]
-            # As in training (collated into batches of 8), in this process: its CPU time is what
-            # one loader core spends; wall time also counts waiting when other work shares the machine.
-            loader = DataLoader(_Epochs(dataset), batch_size=batch, sampler=keys, collate_fn=collate_windows)
-            next(iter(DataLoader(_Epochs(dataset), batch_size=batch, sampler=keys[:batch], collate_fn=collate_windows)))
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            for item in loader:
-                pass
-            wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
-            clip = item["clip"]["frames"] if augment_on == "device" else item["clip"]
-            assert clip.dtype == torch.uint8 and clip.shape[:2] == (batch, 32)
-            what = "decode only (augmentation on the device)" if augment_on == "device" else "decode + augmentation"
-            note = f"{n}-frame video, 256x256 store, {what}, batches of {batch}, 1 thread"
-            rows.append({"name": f"loader_{augment_on}_windows_per_cpu_s_{name}", "value": samples / cpu,
-                         "unit": "windows/s", "note": note + ", per CPU-second; target >= 80"})
-            rows.append({"name": f"loader_{augment_on}_windows_per_wall_s_{name}", "value": samples / wall,
-                         "unit": "windows/s", "note": note + ", wall clock"})
+            what = ("decode + rotation/crop/flip (colour steps on the device)" if augment_on == "device"
+                    else "decode + the whole augmentation")
+            # Median of several runs: other work on the machine moves single runs by +-20%.
+            for workers in (0, 1):
+                runs = []
+                for r in range(repeats if workers == 0 else 1):
+                    keys = [(1 + r * 100 + i // len(dataset), i % len(dataset)) for i in range(samples + batch)]
+                    runs.append(_windows_per_cpu_s(dataset, keys, batch, workers))
+                cpu_rate, wall_rate = (float(np.median([x[k] for x in runs])) for k in (0, 1))
+                place = "in one worker process (shared-memory transport included)" if workers else "in process"
+                note = f"{n}-frame video, 256x256 store, {what}, batches of {batch}, {place}"
+                suffix = "_worker" if workers else ""
+                rows.append({"name": f"loader_{augment_on}{suffix}_windows_per_cpu_s_{name}", "value": cpu_rate,
+                             "unit": "windows/s", "note": note + ", per CPU-second; target >= 80"})
+                if not workers:
+                    rows.append({"name": f"loader_{augment_on}_windows_per_wall_s_{name}", "value": wall_rate,
+                                 "unit": "windows/s", "note": note + ", wall clock"})
         buffer, t0 = None, time.process_time()
         for i in range(samples):
             s = int(rng.integers(0, n - 32))
@@ -174,19 +206,42 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
                      "unit": "ms", "note": f"{n}-frame video: 32 frames read + JPEG-decoded (CPU time)"})
     # The augmentation alone (the same for any video length): the rest of a window's cost.
     clip = store.read_frames(name, range(32))
-    transform = TrainClipTransform()
-    t0 = time.process_time()
-    for i in range(samples):
-        transform(clip, torch.Generator().manual_seed(i))
-    rows.append({"name": "augment_ms_per_window", "value": 1000 * (time.process_time() - t0) / samples, "unit": "ms",
-                 "note": "loader augmentation of a 32x256x256 clip -> 32x224x224 uint8 (CPU time, random parameters)"})
-    from datasets.frame_store import _frame_key
-
+    for augment_on, backend in where.items():
+        transform = TrainClipTransform(backend=backend)
+        t0 = time.process_time()
+        for i in range(samples):
+            transform(clip, torch.Generator().manual_seed(i))
+        rows.append({"name": f"augment_{augment_on}_ms_per_window", "value": 1000 * (time.process_time() - t0) / samples,
+                     "unit": "ms", "note": f"loader part of the augmentation (data.augment_on={augment_on}) of a "
+                                           "decoded 32x256x256 clip (CPU time, random parameters)"})
     with store._open().begin() as txn:
         jpeg_bytes = np.mean([len(txn.get(_frame_key(name, i))) for i in range(32)])
     rows.append({"name": "stored_jpeg_kb_per_frame", "value": jpeg_bytes / 1024, "unit": "KB",
                  "note": "size of a stored 256x256 frame of the benchmark video (JPEG quality 90)"})
+    rows.append({"name": "shared_memory_ms_per_mb", "value": _shared_memory_ms_per_mb(), "unit": "ms",
+                 "note": "CPU cost of filling 1 MB of fresh shared memory (as a worker's batch travels), this machine"})
     return rows
+
+
+def _shared_memory_ms_per_mb() -> float:
+    """CPU time to fill fresh shared memory, minus filling memory already in place, per MB."""
+    import torch
+
+    size = 32 << 20
+    src = np.ones(size, np.uint8)
+    kept = np.empty(size, np.uint8)
+    np.copyto(kept, src)
+    t0 = time.process_time()
+    for _ in range(5):
+        np.copyto(kept, src)
+    reused = (time.process_time() - t0) / 5
+    t0 = time.process_time()
+    for _ in range(5):
+        storage = torch.UntypedStorage._new_shared(size)
+        np.copyto(torch.empty(0, dtype=torch.uint8).set_(storage, 0, (size,)).numpy(), src)
+        del storage
+    fresh = (time.process_time() - t0) / 5
+    return 1000 * (fresh - reused) / 32
 
 
 def run(quick: bool) -> list[dict]:

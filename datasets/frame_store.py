@@ -233,6 +233,7 @@ class FrameStore:
         self._env = None
         self._cache_video: Optional[str] = None
         self._cache_frames: Optional[list] = None
+        self._frame_buffer: Optional[np.ndarray] = None  # for_each_frame's decode target
         self._meta: Dict[str, dict] = {}
         self.skipped: Dict[str, str] = {}
         env = self._open()
@@ -309,6 +310,7 @@ class FrameStore:
         state["_env"] = None
         state["_cache_video"] = None
         state["_cache_frames"] = None
+        state["_frame_buffer"] = None
         return state
 
     def __repr__(self) -> str:
@@ -341,29 +343,63 @@ class FrameStore:
         saves allocating, and the kernel zeroing, ~6 MB per 32-frame window);
         otherwise, or when None, a new array is returned.
         """
+        idx = self._checked_indices(video, indices)
+        if not idx.size:
+            return np.empty((0, 0, 0, 3), np.uint8)
+        return self._with_jpegs(video, idx, lambda bufs, where, src: _decode_frames(bufs, where, len(idx), src, out))
+
+    def for_each_frame(self, video: str, indices, fn) -> None:
+        """Decode frames ``indices`` of ``video`` one at a time, calling ``fn(frame, positions)``.
+
+        ``positions`` lists where the frame appears in ``indices`` (a repeated index
+        is decoded once). ``frame`` is an ``(H, W, 3)`` RGB buffer reused for every
+        frame: valid during the call only. A consumer that reduces each frame at
+        once (a crop, a warp) reads it while it is still in the CPU cache: copying a
+        224x224 crop out that way costs almost nothing, against ~3 ms per 32 frames
+        from a decoded ``(32, 256, 256, 3)`` clip.
+        """
+        idx = self._checked_indices(video, indices)
+        if not idx.size:
+            return
+
+        def run(bufs, positions, sources):
+            shape = _frame_size(bufs[0], sources[0]) + (3,)
+            if self._frame_buffer is None or self._frame_buffer.shape != shape:
+                self._frame_buffer = np.empty(shape, np.uint8)
+            for buf, where, src in zip(bufs, positions, sources):
+                fn(_decode_jpeg_rgb(buf, source=src, out=self._frame_buffer), where)
+
+        self._with_jpegs(video, idx, run)
+
+    def _checked_indices(self, video: str, indices) -> np.ndarray:
         n = self.num_frames(video)
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             bad = int(idx[(idx < 0) | (idx >= n)][0])
             raise IndexError(f"{self.path}: video {video!r} has {n} frames; frame {bad} does not exist")
-        if self.layout == "original":
-            return self._read_original(video, idx, out)
-        return self._read_signspot(video, idx, out)
+        return idx
 
-    def _read_signspot(self, video: str, idx: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        if not idx.size:
-            return np.empty((0, 0, 0, 3), np.uint8)
-        frames, positions = _unique_positions(idx)
-        env = self._open()
+    def _with_jpegs(self, video: str, idx: np.ndarray, fn):
+        """``fn(bufs, positions, sources)`` on the JPEG bytes of the distinct frames of ``idx``."""
+        wanted, positions = _unique_positions(idx)
+        sources = [f"{self.path}: {video} frame {f}" for f in wanted]
+        if self.layout == "original":
+            frames = self._original_frames(video)
+            if idx.max() >= len(frames):
+                raise FrameStoreError(
+                    f"{self.path}: video {video!r} holds {len(frames)} frames but 'details' says "
+                    f"{self.num_frames(video)}"
+                )
+            return fn([frames[f] for f in wanted], positions, sources)
         bufs = []
-        with env.begin(buffers=True) as txn:
-            for frame in frames:
+        with self._open().begin(buffers=True) as txn:
+            for frame in wanted:
                 buf = txn.get(_frame_key(video, frame))
                 if buf is None:
                     raise FrameStoreError(f"{self.path}: frame {frame} of video {video!r} is missing")
                 bufs.append(buf)
             # decoded inside the transaction: the buffers point into the memory map
-            return _decode_frames(bufs, positions, len(idx), [f"{self.path}: {video} frame {f}" for f in frames], out)
+            return fn(bufs, positions, sources)
 
     def _original_frames(self, video: str) -> list:
         if self._cache_video != video:
@@ -381,18 +417,6 @@ class FrameStore:
                 raise FrameStoreError(f"{source}: expected a pickled list of JPEG bytes")
             self._cache_video, self._cache_frames = video, frames
         return self._cache_frames
-
-    def _read_original(self, video: str, idx: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        frames = self._original_frames(video)
-        if idx.size and idx.max() >= len(frames):
-            raise FrameStoreError(
-                f"{self.path}: video {video!r} holds {len(frames)} frames but 'details' says {self.num_frames(video)}"
-            )
-        if not idx.size:
-            return np.empty((0, 0, 0, 3), np.uint8)
-        wanted, positions = _unique_positions(idx)
-        return _decode_frames([frames[f] for f in wanted], positions, len(idx),
-                              [f"{self.path}: {video} frame {f}" for f in wanted], out)
 
 
 # --------------------------------------------------------------------------- creator

@@ -54,35 +54,12 @@ def _check_clip(frames: np.ndarray) -> None:
         raise ValueError(f"expected a uint8 clip (T, H, W, 3), got {frames.dtype} {frames.shape}")
 
 
-def _resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Every frame resized to ``size`` x ``size`` (bilinear, no antialiasing, as the original)."""
-    if frames.shape[1:3] == (size, size):
-        return frames
-    resized = np.empty((len(frames), size, size, 3), np.uint8)
-    for frame, dst in zip(frames, resized):
-        cv2.resize(frame, (size, size), dst=dst, interpolation=cv2.INTER_LINEAR)
-    return resized
-
-
 def _output(out: Optional[np.ndarray], shape: tuple) -> np.ndarray:
     """``out`` checked to be a contiguous uint8 array of ``shape``, or a new one."""
     if out is None:
         return np.empty(shape, np.uint8)
     if out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a contiguous uint8 array of shape {shape}, got {out.dtype} {out.shape}")
-    return out
-
-
-def _copy_crop(frames: np.ndarray, top: int, left: int, crop: int, flip: bool = False,
-               out: Optional[np.ndarray] = None) -> np.ndarray:
-    """The crop as a contiguous ``(T, crop, crop, 3)`` array (``out``, or a new one), mirrored if ``flip``."""
-    src = frames[:, top : top + crop, left : left + crop]
-    out = _output(out, (len(frames), crop, crop, 3))
-    if flip:
-        for frame, dst in zip(src, out):
-            cv2.flip(frame, 1, dst=dst)
-    else:
-        np.copyto(out, src)
     return out
 
 
@@ -108,13 +85,12 @@ class TrainClipTransform:
 
     * ``"fast"`` (default): :meth:`apply` in the loader; the device only normalises.
     * ``"torchvision"``: the reference in the loader, rounded to uint8.
-    * ``"device"``: the loader only decodes (and resizes frames that are not
-      ``resize`` x ``resize``) and hands over ``{"frames": uint8 (T, resize,
-      resize, 3), "params": float64 (14,)}``; :meth:`device_stage` runs the
-      reference on the batch where the network is. A loader core then keeps up
-      with a GPU at about twice the windows/s. Same parameters, same operations;
-      only a store whose frames are not square at ``resize`` sees the resize
-      before the rotation instead of after.
+    * ``"device"``: the loader does the geometric steps (rotation, crop, flip:
+      they shrink the clip) and hands over ``{"frames": uint8 (T, crop, crop, 3),
+      "params": float64 (14,)}``; :meth:`device_stage` runs the colour steps
+      (on a CPU the costliest part: ~14 ms per jittered 32-frame clip) with
+      torchvision's float reference on the batch, where the network is. Same
+      parameters, same operations.
 
     Every transform has a loader stage (``__call__``, per clip, in DataLoader
     workers) and :meth:`device_stage` (per batch, after the batch is moved to
@@ -143,10 +119,10 @@ class TrainClipTransform:
         self.jitter, self.p_jitter, self.p_gray = float(jitter), float(p_jitter), float(p_gray)
         self.backend = backend
         self._scratch: dict = {}
-        # Whether the loader stage never returns or keeps a view of its input (then a
-        # loader may decode every window into the same buffer). The device backend
-        # hands the decoded frames themselves over.
-        self.copies_input = backend != "device"
+
+    # The loader stage never returns or keeps a view of its input: a loader may decode
+    # every window into the same buffer.
+    copies_input = True
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -187,23 +163,24 @@ class TrainClipTransform:
 
     def loader_shape(self, window: int) -> tuple:
         """Shape of the uint8 clip the loader stage writes for a ``window``-frame clip."""
-        side = self.resize if self.backend == "device" else self.crop
-        return (int(window), side, side, 3)
+        return (int(window), self.crop, self.crop, 3)
+
+    @property
+    def per_frame(self) -> bool:
+        """Whether the loader stage can take the clip a frame at a time (:meth:`frame_stage`)."""
+        return self.backend != "torchvision"
 
     def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None,
                  out: Optional[np.ndarray] = None):
         """Loader stage: uint8 ``(T, crop, crop, 3)``, or for the device backend
         ``{"frames", "params"}`` (see the class docstring). ``out``: a contiguous
         uint8 array of :meth:`loader_shape` to write the clip into (e.g. its slot
-        in a batch); the tensor returned then shares its memory."""
-        params = self.sample_params(generator)
-        if self.backend == "device":
-            _check_clip(frames)
-            frames = _resize_frames(frames, self.resize)
-            if out is not None and frames is not out:  # (a loader may have decoded into ``out`` already)
-                np.copyto(_output(out, frames.shape), frames)
-                frames = out
-            return {"frames": torch.from_numpy(np.ascontiguousarray(frames)), "params": pack_params(params)}
+        in a batch); the tensor returned then shares its memory.
+
+        Equal to :meth:`begin`, :meth:`frame_stage` on every frame, :meth:`clip_stage`,
+        which a loader may call itself to hand over frames one at a time.
+        """
+        params = self.begin(generator)
         if self.backend == "torchvision":
             x = self.apply_torchvision(frames, params)  # float (T, 3, crop, crop), x / 255 - 0.5
             clip = (x + 0.5).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
@@ -211,40 +188,66 @@ class TrainClipTransform:
                 return clip
             np.copyto(_output(out, tuple(clip.shape)), clip.numpy())
             return torch.from_numpy(out)
-        return self.apply(frames, params, out=out)
-
-    # -- fast path: OpenCV / numpy
-    def apply(self, frames: np.ndarray, params: dict, out: Optional[np.ndarray] = None) -> torch.Tensor:
-        """The transform with given parameters (OpenCV implementation): uint8 ``(T, crop, crop, 3)``,
-        written into ``out`` when given."""
         _check_clip(frames)
-        _, h, w, _ = frames.shape
+        clip = _output(out, self.loader_shape(len(frames)))
+        for frame, dst in zip(frames, clip):
+            self.frame_stage(frame, params, dst)
+        return self.clip_stage(clip, params)
+
+    def begin(self, generator: Optional[torch.Generator] = None) -> dict:
+        """A clip's parameters (:meth:`sample_params`)."""
+        return self.sample_params(generator)
+
+    def frame_stage(self, frame: np.ndarray, params: dict, dst: np.ndarray) -> None:
+        """The geometric steps on one ``(H, W, 3)`` frame: rotation, resize, crop, flip into ``dst``.
+
+        OpenCV on uint8: the crop is fused into the rotation's warp when the frame
+        is already ``resize`` x ``resize`` (only the crop is computed).
+        """
+        h, w = frame.shape[:2]
         size, crop, angle = self.resize, self.crop, params["angle"]
-        top, left = params["top"], params["left"]
-        if angle == 0.0:
-            clip = _copy_crop(_resize_frames(frames, size), top, left, crop, bool(params["flip"]), out=out)
-        else:
+        top, left, flip = params["top"], params["left"], params["flip"]
+        if angle != 0.0:
             # Rotation about the frame centre, counter-clockwise for positive angles (as torchvision).
             matrix = cv2.getRotationMatrix2D(((w - 1) * 0.5, (h - 1) * 0.5), angle, 1.0)
-            fused = (h, w) == (size, size)
-            if fused:
-                # The crop is a translation: fuse it into the warp and compute only the crop.
+            if (h, w) == (size, size):
                 matrix[0, 2] -= left
                 matrix[1, 2] -= top
-                clip = _output(out, (len(frames), crop, crop, 3))
-            else:
-                clip = np.empty(frames.shape, np.uint8)
-            out_size = (clip.shape[2], clip.shape[1])
-            for frame, dst in zip(frames, clip):
-                cv2.warpAffine(frame, matrix, out_size, dst=dst, flags=cv2.INTER_NEAREST,
+                cv2.warpAffine(frame, matrix, (crop, crop), dst=dst, flags=cv2.INTER_NEAREST,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            if not fused:
-                clip = _copy_crop(_resize_frames(clip, size), top, left, crop, out=out)
-            if params["flip"]:
-                rows = clip.reshape(-1, crop, 3)  # the clip as one tall image: one call
-                cv2.flip(rows, 1, dst=rows)
+                if flip:
+                    cv2.flip(dst, 1, dst=dst)
+                return
+            frame = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_NEAREST,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if (h, w) != (size, size):
+            frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_LINEAR)
+        src = frame[top : top + crop, left : left + crop]
+        if flip:
+            cv2.flip(src, 1, dst=dst)
+        else:
+            np.copyto(dst, src)
+
+    def clip_stage(self, clip: np.ndarray, params: dict):
+        """After :meth:`frame_stage` filled ``clip`` (uint8 ``(T, crop, crop, 3)``): the colour
+        steps in place (loader backend), or the device backend's hand-over."""
+        if self.backend == "device":  # the colour steps wait for the device
+            return {"frames": torch.from_numpy(clip), "params": pack_params(params)}
         if params["jitter"] is not None or params["grey"]:
-            self._colour(clip, params)  # in place: ``clip`` is ours (new, or ``out``)
+            self._colour(clip, params)
+        return torch.from_numpy(clip)
+
+    # -- fast path: OpenCV / numpy
+    def apply(self, frames: np.ndarray, params: dict, out: Optional[np.ndarray] = None,
+              colour: bool = True) -> torch.Tensor:
+        """The transform with given parameters (OpenCV implementation): uint8 ``(T, crop, crop, 3)``,
+        written into ``out`` when given. ``colour=False``: the geometric steps only."""
+        _check_clip(frames)
+        clip = _output(out, self.loader_shape(len(frames)))
+        for frame, dst in zip(frames, clip):
+            self.frame_stage(frame, params, dst)
+        if colour and (params["jitter"] is not None or params["grey"]):
+            self._colour(clip, params)
         return torch.from_numpy(clip)
 
     def _colour(self, clip: np.ndarray, params: dict) -> None:
@@ -291,7 +294,7 @@ class TrainClipTransform:
         return self._reference(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), params)
 
     def _reference(self, clip: torch.Tensor, params: dict) -> torch.Tensor:
-        """uint8 ``(T, 3, H, W)`` on any device -> float ``(T, 3, crop, crop)``, ``x / 255 - 0.5``."""
+        """uint8 ``(T, 3, H, W)`` -> float ``(T, 3, crop, crop)``, ``x / 255 - 0.5``."""
         if params["angle"] != 0.0:
             clip = F.rotate(clip, params["angle"], interpolation=InterpolationMode.NEAREST, fill=0)
         if tuple(clip.shape[-2:]) != (self.resize, self.resize):
@@ -299,7 +302,11 @@ class TrainClipTransform:
         clip = F.crop(clip, params["top"], params["left"], self.crop, self.crop)
         if params["flip"]:
             clip = F.horizontal_flip(clip)
-        x = F.to_dtype(clip, torch.float32, scale=True)
+        return (self._reference_colour(F.to_dtype(clip, torch.float32, scale=True), params) - 0.5).contiguous()
+
+    @staticmethod
+    def _reference_colour(x: torch.Tensor, params: dict) -> torch.Tensor:
+        """The colour steps on a float ``(T, 3, H, W)`` clip in [0, 1], on any device."""
         if params["jitter"] is not None:
             brightness, contrast, saturation, hue = params["jitter"]
             for step in params["jitter_order"]:
@@ -313,22 +320,22 @@ class TrainClipTransform:
                     x = F.adjust_hue(x, hue)
         if params["grey"]:
             x = F.rgb_to_grayscale(x, num_output_channels=3)
-        return (x - 0.5).contiguous()
+        return x
 
     def device_stage(self, clips, device=None) -> torch.Tensor:
         """A collated batch of loader-stage outputs -> float ``(B, T, 3, crop, crop)`` on ``device``.
 
-        For the device backend, the augmentation itself runs here, clip by clip, with
-        each clip's own parameters; otherwise this is :func:`normalize_clip`.
+        For the device backend the colour steps run here, in float (torchvision's
+        reference), on the clips whose parameters call for them; otherwise this is
+        :func:`normalize_clip`.
         """
         if not isinstance(clips, dict):
             return normalize_clip(clips.to(device, non_blocking=True))
-        frames = clips["frames"].to(device, non_blocking=True)  # (B, T, R, R, 3) uint8
-        params = clips["params"]
-        b, t = frames.shape[:2]
-        out = torch.empty((b, t, 3, self.crop, self.crop), dtype=torch.float32, device=frames.device)
-        for i in range(b):
-            out[i] = self._reference(frames[i].permute(0, 3, 1, 2), unpack_params(params[i]))
+        out = normalize_clip(clips["frames"].to(device, non_blocking=True))  # (B, T, 3, c, c), x / 255 - 0.5
+        for i, row in enumerate(clips["params"]):
+            params = unpack_params(row)
+            if params["jitter"] is not None or params["grey"]:
+                out[i] = self._reference_colour(out[i] + 0.5, params) - 0.5
         return out
 
 
@@ -379,6 +386,8 @@ class EvalClipTransform:
     def __repr__(self) -> str:
         return f"EvalClipTransform(resize={self.resize}, crop={self.crop})"
 
+    per_frame = True  # the loader stage can take the clip a frame at a time
+
     def loader_shape(self, window: int) -> tuple:
         """Shape of the uint8 clip the loader stage writes for a ``window``-frame clip."""
         return (int(window), self.crop, self.crop, 3)
@@ -387,9 +396,24 @@ class EvalClipTransform:
                  out: Optional[np.ndarray] = None) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` -> uint8 ``(T, crop, crop, 3)`` (written into ``out`` when given)."""
         _check_clip(frames)
+        clip = _output(out, self.loader_shape(len(frames)))
+        for frame, dst in zip(frames, clip):
+            self.frame_stage(frame, None, dst)
+        return self.clip_stage(clip, None)
+
+    def begin(self, generator: Optional[torch.Generator] = None) -> None:
+        return None  # no random parameters
+
+    def frame_stage(self, frame: np.ndarray, params, dst: np.ndarray) -> None:
+        """Bilinear resize (when needed) and centre crop of one frame into ``dst``."""
+        if frame.shape[:2] != (self.resize, self.resize):
+            frame = cv2.resize(frame, (self.resize, self.resize), interpolation=cv2.INTER_LINEAR)
         # torchvision's CenterCrop offset: round((size - crop) / 2)
         off = int(round((self.resize - self.crop) / 2.0))
-        return torch.from_numpy(_copy_crop(_resize_frames(frames, self.resize), off, off, self.crop, out=out))
+        np.copyto(dst, frame[off : off + self.crop, off : off + self.crop])
+
+    def clip_stage(self, clip: np.ndarray, params) -> torch.Tensor:
+        return torch.from_numpy(clip)
 
     def device_stage(self, clips: torch.Tensor, device=None) -> torch.Tensor:
         """A collated uint8 batch -> the network's float input on ``device`` (:func:`normalize_clip`)."""

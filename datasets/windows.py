@@ -219,14 +219,14 @@ class TrainWindowDataset(Dataset):
         video_index = int(self.row_video[index])
         return video_index, self.window_start(index, rng), generator
 
-    def _read(self, video_index: int, start: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def _read(self, video_index: int, start: int) -> np.ndarray:
         n = int(self.num_frames[video_index])
-        if out is None and getattr(self.transform, "copies_input", False):
-            out = self._frames  # the transform copies: every window decodes into the same memory
-        frames = self.store.read_frames(self.videos[video_index], window_indices(start, self.window, n), out=out)
-        if getattr(self.transform, "copies_input", False):
-            self._frames = frames
-        return frames
+        indices = window_indices(start, self.window, n)
+        if not getattr(self.transform, "copies_input", False):
+            return self.store.read_frames(self.videos[video_index], indices)
+        # The transform copies: every window decodes into the same memory.
+        self._frames = self.store.read_frames(self.videos[video_index], indices, out=self._frames)
+        return self._frames
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         index = int(index)
@@ -239,14 +239,29 @@ class TrainWindowDataset(Dataset):
             "start": start,
         }
 
+    def _transform_per_frame(self, video_index: int, start: int, generator, clip: np.ndarray):
+        """The transform's loader stage with each frame handed over as soon as it is decoded
+        (while it is in the CPU cache); the same result as ``transform(frames, generator, out=clip)``."""
+        transform = self.transform
+        params = transform.begin(generator)
+
+        def take(frame: np.ndarray, positions: List[int]) -> None:
+            transform.frame_stage(frame, params, clip[positions[0]])
+            for pos in positions[1:]:  # padding repeats the last frame
+                clip[pos] = clip[positions[0]]
+
+        n = int(self.num_frames[video_index])
+        self.store.for_each_frame(self.videos[video_index], window_indices(start, self.window, n), take)
+        return transform.clip_stage(clip, params)
+
     def get_batch(self, indices: Sequence[int]) -> Dict[str, object]:
         """Samples ``indices`` already collated: equal to ``default_collate([self[i] for i in indices])``.
 
         Each clip is written straight into its slot of the batch tensor, which a
         DataLoader worker allocates in shared memory (as ``default_collate`` does):
         no per-sample tensors and no stacking copy, which on a 32x224x224 clip costs
-        as much as its augmentation. With the device backend the frames are decoded
-        straight into the batch. Needs a transform with ``loader_shape`` (the
+        as much as its augmentation. Transforms that work frame by frame get each
+        frame as it is decoded. Needs a transform with ``loader_shape`` (the
         project's transforms); any other transform goes through ``default_collate``.
         """
         loader_shape = getattr(self.transform, "loader_shape", None)
@@ -257,12 +272,13 @@ class TrainWindowDataset(Dataset):
         targets = _batch_tensor((len(indices), self.window, self.num_classes + 1), torch.float32)
         slots, target_slots = clips.numpy(), targets.numpy()
         params, video_indices, starts = [], [], []
-        decode_into_batch = not getattr(self.transform, "copies_input", False)
+        per_frame = getattr(self.transform, "per_frame", False)
         for slot, index in enumerate(indices):
             video_index, start, generator = self._draw(index)
-            out = slots[slot]
-            frames = self._read(video_index, start, out=out if decode_into_batch else None)
-            result = self.transform(frames, generator, out=out)
+            if per_frame:
+                result = self._transform_per_frame(video_index, start, generator, slots[slot])
+            else:
+                result = self.transform(self._read(video_index, start), generator, out=slots[slot])
             if isinstance(result, dict):
                 params.append(result["params"])
             target_slots[slot] = self.target(video_index, start)

@@ -338,15 +338,14 @@ def test_device_backend_defers_the_same_augmentation_to_the_device(textured_stor
         transform=TrainClipTransform(resize=40, crop=32, backend=backend, p_rotate=0.5, p_jitter=0.5, p_gray=0.3),
     )
     loader_side, device_side = make("fast"), make("device")
-    assert device_side.transform.copies_input is False and loader_side.transform.copies_input is True
-    seen = {"rotated": 0, "jittered": 0}
+    seen = {"rotated": 0, "jittered": 0, "grey": 0}
     for epoch in range(4):
         loader_side.set_epoch(epoch)
         device_side.set_epoch(epoch)
         fast_items = [loader_side[i] for i in range(len(rows))]
         items = [device_side[i] for i in range(len(rows))]
         batch = torch.utils.data.default_collate(items)
-        assert batch["clip"]["frames"].shape == (len(rows), 8, 40, 40, 3) and batch["clip"]["frames"].dtype == torch.uint8
+        assert batch["clip"]["frames"].shape == (len(rows), 8, 32, 32, 3) and batch["clip"]["frames"].dtype == torch.uint8
         x = device_side.transform.device_stage(batch["clip"], torch.device("cpu"))
         assert x.shape == (len(rows), 8, 3, 32, 32) and x.dtype == torch.float32
         for i, (fast_item, item) in enumerate(zip(fast_items, items)):
@@ -354,13 +353,22 @@ def test_device_backend_defers_the_same_augmentation_to_the_device(textured_stor
             assert item["start"] == fast_item["start"] and torch.equal(item["target"], fast_item["target"])
             params = unpack_params(batch["clip"]["params"][i])
             frames = textured_store.read_frames("tex", np.minimum(np.arange(item["start"], item["start"] + 8), 59))
-            torch.testing.assert_close(x[i], device_side.transform.apply_torchvision(frames, params), rtol=0, atol=1e-6)
-            # ... and the same augmentation as the loader backend computed (its 8-bit steps round).
-            inner = (normalize_clip(fast_item["clip"]) - x[i]).abs()[..., 2:-2, 2:-2]
-            assert inner.mean() < 4e-3 and torch.quantile(inner.flatten(), 0.99) < 2.5e-2, (params, inner.mean())
+            transform = device_side.transform
+            # The loader did the geometric steps exactly as the loader backend does them ...
+            geometry = transform.apply(frames, params, colour=False)
+            assert torch.equal(batch["clip"]["frames"][i], geometry)
+            # ... and the device the colour steps, with torchvision's float reference.
+            colour = transform._reference_colour(normalize_clip(geometry) + 0.5, params) - 0.5
+            torch.testing.assert_close(x[i], colour, rtol=0, atol=1e-6)
+            # The whole: the reference augmentation, and the loader backend's 8-bit one, up to rounding.
+            reference = transform.apply_torchvision(frames, params)
+            for other in (x[i], normalize_clip(fast_item["clip"])):
+                inner = (other - reference).abs()[..., 2:-2, 2:-2]
+                assert inner.mean() < 4e-3 and torch.quantile(inner.flatten(), 0.99) < 2.5e-2, (params, inner.mean())
             seen["rotated"] += params["angle"] != 0.0
             seen["jittered"] += params["jitter"] is not None
-    assert seen["rotated"] and seen["jittered"]  # the comparison covered those steps
+            seen["grey"] += params["grey"]
+    assert all(seen.values()), seen  # the comparison covered those steps
     # Evaluation transform: the device stage is the normalisation.
     clip = EvalClipTransform(40, 32)(textured_store.read_frames("tex", range(8)))
     assert torch.equal(EvalClipTransform(40, 32).device_stage(clip[None]), normalize_clip(clip[None]))
