@@ -141,6 +141,8 @@ def _windows_per_cpu_s(dataset, keys, batch: int, workers: int) -> tuple[float, 
     stamps, start_wall = [], None
     for item in loader:
         stamps.append(float(item["cpu_s"]))
+        if "lease" in item:  # as training does once the batch is on the device
+            item["lease"].release()
         if start_wall is None:  # timed from the end of the first batch: warm-up and start-up excluded
             start_wall = time.perf_counter()
     windows = (len(stamps) - 1) * batch

@@ -211,12 +211,14 @@ class TrainClipTransform:
             # Rotation about the frame centre, counter-clockwise for positive angles (as torchvision).
             matrix = cv2.getRotationMatrix2D(((w - 1) * 0.5, (h - 1) * 0.5), angle, 1.0)
             if (h, w) == (size, size):
+                # Crop and flip are affine too: one warp computes just the output.
                 matrix[0, 2] -= left
                 matrix[1, 2] -= top
+                if flip:  # x -> crop - 1 - x
+                    matrix[0] = -matrix[0]
+                    matrix[0, 2] += crop - 1
                 cv2.warpAffine(frame, matrix, (crop, crop), dst=dst, flags=cv2.INTER_NEAREST,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                if flip:
-                    cv2.flip(dst, 1, dst=dst)
                 return
             frame = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_NEAREST,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -536,6 +536,8 @@ def _train(cfg: Config, rt: Runtime) -> dict:
         progress = _progress(is_main, iters_per_epoch, f"epoch {epoch_number}/{cfg.train.epochs}")
         for step, batch in enumerate(loader, 1):
             clip = train_transform.device_stage(batch["clip"], rt.device)  # uint8 -> float (augmented) on the device
+            if "lease" in batch:  # the worker may now write a later batch into that memory
+                batch["lease"].release()
             target = batch["target"].to(rt.device, non_blocking=True)
             lam, perm = 1.0, None
             if cfg.train.mixup_alpha > 0 and clip.shape[0] > 1:

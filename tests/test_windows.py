@@ -428,4 +428,41 @@ def test_get_batch_equals_collated_samples(textured_store, tmp_path, backend):
         _Batched(dataset), batch_size=len(indices), sampler=indices, collate_fn=collate_windows,
         num_workers=1, multiprocessing_context="spawn",
     )
-    assert_same(next(iter(loader)), want)
+    from_worker = next(iter(loader))
+    lease = from_worker.pop("lease", None)
+    assert (lease is None) == (backend == "custom")  # batches written in place come from reusable memory
+    assert_same(from_worker, want)
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_worker_batches_reuse_memory_only_once_released(textured_store, tmp_path, release):
+    """A worker writes a later batch into a batch's memory only after the consumer released it:
+    released batches cycle through a few buffers; batches kept (never released) stay intact."""
+    from datasets.windows import BatchLease, collate_windows
+
+    rows = [["tex", k % C, 3 + 5 * k, 6 + 5 * k, 60] for k in range(10)]
+    dataset = TrainWindowDataset(write_csv(tmp_path / "tex.csv", rows), textured_store, C, window=8, seed=4,
+                                 transform=TrainClipTransform(resize=40, crop=32))
+    order = [i % len(rows) for i in range(60)]
+    want = [dataset.get_batch(order[b : b + 3]) for b in range(0, len(order), 3)]
+    loader = torch.utils.data.DataLoader(
+        _Batched(dataset), batch_size=3, sampler=order, collate_fn=collate_windows,
+        num_workers=1, multiprocessing_context="spawn", prefetch_factor=2,
+    )
+    kept, slots = [], []
+    for got in loader:
+        lease = got.pop("lease", None)
+        slots.append(None if lease is None else lease.slot)
+        if release:
+            assert isinstance(lease, BatchLease)
+            assert torch.equal(got["clip"], want[len(kept)]["clip"])  # intact until released
+            lease.release()
+        kept.append(got)
+    assert len(kept) == len(want) == 20
+    if release:
+        assert len(set(slots)) <= 4  # a few buffers, reused
+    else:
+        # every pooled buffer used once, then fresh memory for every batch
+        assert slots[:8] == list(range(8)) and slots[8:] == [None] * 12
+        for got, expected in zip(kept, want):  # nothing was overwritten
+            assert torch.equal(got["clip"], expected["clip"]) and torch.equal(got["target"], expected["target"])
