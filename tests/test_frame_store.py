@@ -267,6 +267,43 @@ def test_reader_original_layout(tmp_path, protocol):
     assert np.array_equal(clone.read_frames("v2", idx), frames)
 
 
+def _frames_one_at_a_time(store, video, idx):
+    out, calls = {}, []
+
+    def take(frame, positions):
+        calls.append(list(positions))
+        for pos in positions:
+            out[pos] = frame.copy()  # the buffer is reused: copy while valid
+
+    store.for_each_frame(video, idx, take)
+    return np.stack([out[i] for i in range(len(idx))]), calls
+
+
+@pytest.mark.parametrize("layout", ["signspot", "original"])
+def test_decoding_into_buffers_and_one_frame_at_a_time(tmp_path, layout):
+    if layout == "original":
+        make_original_store(tmp_path / "s", {"v": 12})
+    else:
+        vids, bbox = make_dataset(tmp_path, {"v": 12})
+        create_frame_store(tmp_path / "s", vids, bbox, size=32, workers=0, progress=False)
+    store = FrameStore(tmp_path / "s")
+    idx = [3, 3, 11, 0, 11]
+    want = store.read_frames("v", idx)
+    # read_frames(out=): decodes into a buffer of the right shape, else makes a new array
+    buffer = np.zeros_like(want)
+    got = store.read_frames("v", idx, out=buffer)
+    assert got is buffer and np.array_equal(got, want)
+    wrong = np.zeros((4,) + want.shape[1:], np.uint8)
+    got = store.read_frames("v", idx[:3], out=wrong)
+    assert got is not wrong and not wrong.any() and np.array_equal(got, want[:3])
+    # for_each_frame: every distinct frame once, with the positions it fills
+    frames, calls = _frames_one_at_a_time(store, "v", idx)
+    assert np.array_equal(frames, want)
+    assert calls == [[0, 1], [2, 4], [3]]
+    with pytest.raises(IndexError, match="frame 12"):
+        store.for_each_frame("v", [12], lambda frame, positions: None)
+
+
 class Evil:
     def __reduce__(self):
         return (print, ("executed",))
