@@ -31,10 +31,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from signspot.train import _EpochIndexedDataset  # noqa: E402  (the training loader's batch fetching)
 
 
 def make_video(path: Path, num_frames: int, width: int, height: int, fps: float = 25.0) -> None:
@@ -97,21 +98,10 @@ def bench_creator(tmp: Path, quick: bool) -> list[dict]:
     ]
 
 
-class _Epochs(Dataset):
-    """``(epoch, index)`` keys, as training uses them: every epoch draws new windows and augmentations.
-    Batches are fetched whole (``__getitems__``), as training fetches them; each carries the CPU time
-    of the process that made it, so the work of a loader worker process can be measured too."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        epoch, index = key
-        self.dataset.set_epoch(epoch)
-        return self.dataset[index]
+class _Stamped(_EpochIndexedDataset):
+    """The dataset as training's loader sees it (``(epoch, index)`` keys, whole batches fetched at
+    once), each batch stamped with the CPU time of the process that made it, so the work of a
+    loader worker process can be measured too."""
 
     def __getitems__(self, keys):
         import cv2
@@ -119,8 +109,7 @@ class _Epochs(Dataset):
 
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
-        self.dataset.set_epoch(keys[0][0])
-        batch = self.dataset.get_batch([index for _, index in keys])
+        batch = super().__getitems__(keys)
         batch["cpu_s"] = torch.tensor(time.process_time(), dtype=torch.float64)
         return batch
 
@@ -136,7 +125,7 @@ def _windows_per_cpu_s(dataset, keys, batch: int, workers: int) -> tuple[float, 
     from datasets.windows import collate_windows
 
     extra = {"multiprocessing_context": "spawn", "prefetch_factor": 2} if workers else {}
-    loader = DataLoader(_Epochs(dataset), batch_size=batch, sampler=keys, collate_fn=collate_windows,
+    loader = DataLoader(_Stamped(dataset), batch_size=batch, sampler=keys, collate_fn=collate_windows,
                         num_workers=workers, **extra)
     stamps, start_wall = [], None
     for item in loader:
@@ -189,7 +178,8 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
             for workers in (0, 1):
                 runs = []
                 for r in range(repeats if workers == 0 else 1):
-                    keys = [(1 + r * 100 + i // len(dataset), i % len(dataset)) for i in range(samples + batch)]
+                    # a new epoch every 6 batches (never inside a batch, as in training)
+                    keys = [(1 + r * 100 + i // (6 * batch), i % len(dataset)) for i in range(samples + batch)]
                     runs.append(_windows_per_cpu_s(dataset, keys, batch, workers))
                 cpu_rate, wall_rate = (float(np.median([x[k] for x in runs])) for k in (0, 1))
                 place = "in one worker process (shared-memory transport included)" if workers else "in process"

@@ -13,11 +13,16 @@ sample is a function of the generator's seed alone: training resumes exactly and
 does not depend on the number of loader workers. It has two implementations of
 the same operations: the reference, ``torchvision.transforms.v2.functional`` on
 the whole clip ``(T, C, H, W)`` in float, and the default fast one (OpenCV on
-uint8 frames: rotation and crop fused into one warp, colour steps after
+uint8 frames: rotation, crop and flip in one warp per frame, colour steps after
 the crop on the clip seen as one tall image), which the tests hold to the
 reference. With torchvision a 32-frame 256x256 clip costs ~0.2-0.5 s of one CPU
 core when it is rotated or colour-jittered (grid_sample; RGB->HSV on tensors),
-far from the loader's target of 80 windows/s per core.
+far from the loader's target of 80 windows/s per core; on a GPU it is
+negligible, so with a GPU the colour steps run there (backend ``"device"``).
+
+Loaders may hand the frames over one at a time as they are decoded
+(``begin`` / ``frame_stage`` / ``clip_stage``): each frame is cropped or warped
+while it is still in the CPU cache.
 
 :class:`EvalClipTransform` reproduces the original inference path: OpenCV
 bilinear resize (``cv2.INTER_LINEAR``, no antialiasing) on uint8 frames, centre
@@ -61,6 +66,15 @@ def _output(out: Optional[np.ndarray], shape: tuple) -> np.ndarray:
     if out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a contiguous uint8 array of shape {shape}, got {out.dtype} {out.shape}")
     return out
+
+
+def _frame_by_frame(transform, frames: np.ndarray, params, out: Optional[np.ndarray]):
+    """A transform's loader stage on a decoded clip: ``frame_stage`` on each frame, then ``clip_stage``."""
+    _check_clip(frames)
+    clip = _output(out, transform.loader_shape(len(frames)))
+    for frame, dst in zip(frames, clip):
+        transform.frame_stage(frame, params, dst)
+    return transform.clip_stage(clip, params)
 
 
 class TrainClipTransform:
@@ -188,11 +202,7 @@ class TrainClipTransform:
                 return clip
             np.copyto(_output(out, tuple(clip.shape)), clip.numpy())
             return torch.from_numpy(out)
-        _check_clip(frames)
-        clip = _output(out, self.loader_shape(len(frames)))
-        for frame, dst in zip(frames, clip):
-            self.frame_stage(frame, params, dst)
-        return self.clip_stage(clip, params)
+        return _frame_by_frame(self, frames, params, out)
 
     def begin(self, generator: Optional[torch.Generator] = None) -> dict:
         """A clip's parameters (:meth:`sample_params`)."""
@@ -397,11 +407,7 @@ class EvalClipTransform:
     def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None,
                  out: Optional[np.ndarray] = None) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` -> uint8 ``(T, crop, crop, 3)`` (written into ``out`` when given)."""
-        _check_clip(frames)
-        clip = _output(out, self.loader_shape(len(frames)))
-        for frame, dst in zip(frames, clip):
-            self.frame_stage(frame, None, dst)
-        return self.clip_stage(clip, None)
+        return _frame_by_frame(self, frames, None, out)
 
     def begin(self, generator: Optional[torch.Generator] = None) -> None:
         return None  # no random parameters
