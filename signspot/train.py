@@ -459,6 +459,10 @@ def _train(cfg: Config, rt: Runtime) -> dict:
 
     store = _open_store(cfg)
     loader, loader_generator, train_transform = _build_train_loader(cfg, store, rt)
+    where = ("rotation/crop/flip in the loader, colour steps on the device" if train_transform.backend == "device"
+             else "all in the loader")
+    log(f"data: {cfg.data.num_workers} loader worker(s) per process; augmentation: {where} "
+        f"(data.augment_on={cfg.data.augment_on})")
     val = _build_validation(cfg, store, rt)
 
     model = _build_model(cfg)
