@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from signspot.train import _EpochIndexedDataset  # noqa: E402  (the training loader's batch fetching)
+from signspot.train import _EpochIndexedDataset, augmentation_backend  # noqa: E402  (as training loads)
 
 
 def make_video(path: Path, num_frames: int, width: int, height: int, fps: float = 25.0) -> None:
@@ -160,7 +160,7 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
 
     rows = []
     samples, repeats, batch = (64, 3, 8) if quick else (320, 5, 8)
-    where = {"device": "device", "loader": "fast"}  # data.augment_on -> transform backend
+    cpu = torch.device("cpu")
     for name, n in lengths.items():
         rng = np.random.default_rng(1)
         csv_path = tmp / f"{name}.csv"
@@ -169,12 +169,13 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
             start = int(rng.integers(0, n - 20))
             lines.append(f"{name},{int(rng.integers(0, 60))},{start},{start + int(rng.integers(5, 20))},{n}")
         csv_path.write_text("\n".join(lines) + "\n")
-        for augment_on, backend in where.items():
+        for augment_on in ("device", "loader"):
+            backend = augmentation_backend(augment_on, cpu)
             dataset = TrainWindowDataset(csv_path, store, 60, window=32, neg_prob=0.1, seed=0,
                                          transform=TrainClipTransform(backend=backend))
             what = ("decode + rotation/crop/flip (colour steps on the device)" if augment_on == "device"
                     else "decode + the whole augmentation")
-            # Median of several runs: other work on the machine moves single runs by +-20%.
+            # Median of several runs: other work on the machine moves single runs by up to 40%.
             for workers in (0, 1):
                 runs = []
                 for r in range(repeats if workers == 0 else 1):
@@ -198,8 +199,8 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
                      "unit": "ms", "note": f"{n}-frame video: 32 frames read + JPEG-decoded (CPU time)"})
     # The augmentation alone (the same for any video length): the rest of a window's cost.
     clip = store.read_frames(name, range(32))
-    for augment_on, backend in where.items():
-        transform = TrainClipTransform(backend=backend)
+    for augment_on in ("device", "loader"):
+        transform = TrainClipTransform(backend=augmentation_backend(augment_on, cpu))
         t0 = time.process_time()
         for i in range(samples):
             transform(clip, torch.Generator().manual_seed(i))

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
-import simplejpeg
 import lmdb
 import numpy as np
+import simplejpeg
 
 from signspot.gt import video_name
 from signspot.io import safe_pickle_loads

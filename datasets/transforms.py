@@ -68,13 +68,17 @@ def _output(out: Optional[np.ndarray], shape: tuple) -> np.ndarray:
     return out
 
 
-def _frame_by_frame(transform, frames: np.ndarray, params, out: Optional[np.ndarray]):
-    """A transform's loader stage on a decoded clip: ``frame_stage`` on each frame, then ``clip_stage``."""
+def _frame_by_frame(transform, frames: np.ndarray, params, out: Optional[np.ndarray]) -> np.ndarray:
+    """``transform.frame_stage`` on each frame of a decoded clip, into ``out`` (or a new array)."""
     _check_clip(frames)
     clip = _output(out, transform.loader_shape(len(frames)))
     for frame, dst in zip(frames, clip):
         transform.frame_stage(frame, params, dst)
-    return transform.clip_stage(clip, params)
+    return clip
+
+
+def _needs_colour(params: dict) -> bool:
+    return params["jitter"] is not None or params["grey"]
 
 
 class TrainClipTransform:
@@ -202,7 +206,7 @@ class TrainClipTransform:
                 return clip
             np.copyto(_output(out, tuple(clip.shape)), clip.numpy())
             return torch.from_numpy(out)
-        return _frame_by_frame(self, frames, params, out)
+        return self.clip_stage(_frame_by_frame(self, frames, params, out), params)
 
     def begin(self, generator: Optional[torch.Generator] = None) -> dict:
         """A clip's parameters (:meth:`sample_params`)."""
@@ -245,7 +249,7 @@ class TrainClipTransform:
         steps in place (loader backend), or the device backend's hand-over."""
         if self.backend == "device":  # the colour steps wait for the device
             return {"frames": torch.from_numpy(clip), "params": pack_params(params)}
-        if params["jitter"] is not None or params["grey"]:
+        if _needs_colour(params):
             self._colour(clip, params)
         return torch.from_numpy(clip)
 
@@ -254,11 +258,8 @@ class TrainClipTransform:
               colour: bool = True) -> torch.Tensor:
         """The transform with given parameters (OpenCV implementation): uint8 ``(T, crop, crop, 3)``,
         written into ``out`` when given. ``colour=False``: the geometric steps only."""
-        _check_clip(frames)
-        clip = _output(out, self.loader_shape(len(frames)))
-        for frame, dst in zip(frames, clip):
-            self.frame_stage(frame, params, dst)
-        if colour and (params["jitter"] is not None or params["grey"]):
+        clip = _frame_by_frame(self, frames, params, out)
+        if colour and _needs_colour(params):
             self._colour(clip, params)
         return torch.from_numpy(clip)
 
@@ -346,7 +347,7 @@ class TrainClipTransform:
         out = normalize_clip(clips["frames"].to(device, non_blocking=True))  # (B, T, 3, c, c), x / 255 - 0.5
         for i, row in enumerate(clips["params"]):
             params = unpack_params(row)
-            if params["jitter"] is not None or params["grey"]:
+            if _needs_colour(params):
                 out[i] = self._reference_colour(out[i] + 0.5, params) - 0.5
         return out
 
@@ -407,7 +408,7 @@ class EvalClipTransform:
     def __call__(self, frames: np.ndarray, generator: Optional[torch.Generator] = None,
                  out: Optional[np.ndarray] = None) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` -> uint8 ``(T, crop, crop, 3)`` (written into ``out`` when given)."""
-        return _frame_by_frame(self, frames, None, out)
+        return self.clip_stage(_frame_by_frame(self, frames, None, out), None)
 
     def begin(self, generator: Optional[torch.Generator] = None) -> None:
         return None  # no random parameters

@@ -245,10 +245,11 @@ def _loader_workers(num_workers: int, rt: Runtime) -> dict:
 def augmentation_backend(augment_on: str, device: torch.device) -> str:
     """``data.augment_on`` -> a :class:`datasets.transforms.TrainClipTransform` backend.
 
-    ``"loader"``: OpenCV in the loader workers; ``"device"``: the loader only decodes and
-    the torchvision reference runs on the training device; ``"auto"``: ``"device"``
-    on a GPU (it frees about half of each loader core's time), ``"loader"`` on a CPU
-    (where torchvision's float colour steps are several times slower than OpenCV's).
+    ``"loader"``: the whole augmentation with OpenCV in the loader workers; ``"device"``:
+    the loader rotates, crops and flips, the colour steps (torchvision's float reference)
+    run on the training device; ``"auto"``: ``"device"`` on a GPU (the colour steps are
+    the costliest part on a CPU core), ``"loader"`` on a CPU (where torchvision's float
+    colour steps are several times slower than OpenCV's).
     """
     if augment_on == "auto":
         augment_on = "device" if device.type == "cuda" else "loader"
