@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from signspot.train import _EpochIndexedDataset, augmentation_backend  # noqa: E402  (as training loads)
+from signspot.train_data import _EpochIndexedDataset, augmentation_backend  # noqa: E402  (as training loads)
 
 
 def make_video(path: Path, num_frames: int, width: int, height: int, fps: float = 25.0) -> None:
@@ -65,7 +65,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {root!r} + "/bench")
 from peak_memory import children_peak_rss_mb, own_peak_rss_mb
-from datasets.frame_store import create_frame_store
+from datasets.store_writer import create_frame_store
 if __name__ == "__main__":
     start = time.perf_counter()
     create_frame_store({dest!r}, {videos!r}, {boxes!r}, size=256, workers=1, progress=False)
@@ -142,7 +142,8 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
     import cv2
     import torch
 
-    from datasets.frame_store import FrameStore, _frame_key, create_frame_store
+    from datasets.frame_store import FrameStore, _frame_key
+    from datasets.store_writer import create_frame_store
     from datasets.transforms import TrainClipTransform
     from datasets.windows import TrainWindowDataset
 
@@ -192,7 +193,7 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
                     rows.append({"name": f"loader_{augment_on}_windows_per_wall_s_{name}", "value": wall_rate,
                                  "unit": "windows/s", "note": note + ", wall clock"})
         buffer, t0 = None, time.process_time()
-        for i in range(samples):
+        for _ in range(samples):
             s = int(rng.integers(0, n - 32))
             buffer = store.read_frames(name, range(s, s + 32), out=buffer)
         rows.append({"name": f"read_ms_per_window_{name}", "value": 1000 * (time.process_time() - t0) / samples,

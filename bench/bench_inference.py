@@ -46,7 +46,7 @@ def _make_store(root: Path, lengths: list[int]) -> Path:
     import cv2
     import numpy as np
 
-    from datasets.frame_store import create_frame_store
+    from datasets.store_writer import create_frame_store
 
     videos = root / "videos"
     videos.mkdir(parents=True, exist_ok=True)
@@ -98,8 +98,10 @@ def _child(args: dict) -> dict:
 
     from datasets.frame_store import FrameStore
     from datasets.transforms import EvalClipTransform
+    from datasets.windows import window_starts
     from models import build_model
-    from signspot.inference import fix_malloc_mmap_threshold, infer_videos, window_starts
+    from signspot.runtime import fix_malloc_mmap_threshold, setup_runtime
+    from signspot.scoring import score_videos
 
     fix_malloc_mmap_threshold()  # as main_results_creator_v2.py does
     torch.manual_seed(0)
@@ -109,9 +111,11 @@ def _child(args: dict) -> dict:
     num_frames = store.num_frames(args["video"])
     transform = EvalClipTransform(resize=args["resize"], crop=args["crop"])
     start = time.perf_counter()
-    scores = infer_videos(
+    runtime = setup_runtime(args["device"], None, cpu_autocast=True)
+    model.to(runtime.device)
+    scores = score_videos(
         model, store, [args["video"]], window=32, stride=args["stride"], batch_size=args["batch_size"],
-        transform=transform, device=args["device"], workers=args["workers"], progress=False,
+        transform=transform, runtime=runtime, workers=args["workers"], progress=False,
     )
     if args["device"].startswith("cuda"):
         torch.cuda.synchronize()

@@ -18,10 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from signspot.decode import DecodeSettings, decode_frame_scores, smooth_scores  # noqa: E402
-from signspot.ensemble import decode_all, tune_decode_settings  # noqa: E402
+from signspot.decode import (  # noqa: E402
+    DecodeSettings,
+    decode_all,  # noqa: E402
+    decode_frame_scores,
+    smooth_scores,
+)
 from signspot.metric import IOU_THRESHOLDS, official_score, strict_score  # noqa: E402
-from signspot.scores import FrameScoreAccumulator  # noqa: E402
+from signspot.scoring import FrameScoreAccumulator  # noqa: E402
+from signspot.tuning import tune_decode_settings  # noqa: E402
 
 ORIGINAL_BEAM_SEARCH_S = 1.9  # SPEC: the original decoder on one 6,000-frame video
 

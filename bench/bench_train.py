@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _make_data(root: Path, *, videos: int, frames: int, size: int, store_size: int, num_classes: int) -> None:
     """A small frame store and fold CSVs: noisy frames with coloured blocks as signs."""
-    from datasets.frame_store import create_frame_store
+    from datasets.store_writer import create_frame_store
 
     rng = np.random.default_rng(0)
     (root / "videos").mkdir(parents=True)
@@ -92,7 +92,7 @@ def _model_step_rate(name: str, batch: int, window: int, crop: int, num_classes:
 
 
 def _end_to_end_rate(root: Path, overrides: list) -> float:
-    from signspot.train import main as train_main
+    from signspot.train import run_training as train_main
 
     run_dir = root / "run"
     train_main(

@@ -23,31 +23,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from signspot.gt import Intervals, load_intervals
-from signspot.io import atomic_write
+from signspot.formats.errors import SignspotError
+from signspot.formats.gt import Intervals, load_intervals
+from signspot.formats.safe_io import atomic_write
+from signspot.formats.timebase import ms_to_frame
 
 from .frame_store import FrameStore
 
-__all__ = ["FOLD_COLUMNS", "FoldError", "ms_to_frame", "fold_rows", "assign_folds", "write_split", "make_folds"]
+__all__ = ["FOLD_COLUMNS", "FoldError", "fold_rows", "assign_folds", "write_split", "make_folds"]
 
 
 FOLD_COLUMNS = ("video", "label", "start_frame", "end_frame", "fcount")
 
 
-class FoldError(ValueError):
+class FoldError(SignspotError, ValueError):
     """Ground truth that cannot be turned into folds; the message lists every problem."""
-
-
-def ms_to_frame(ms: int, fps: float) -> int:
-    """``round(ms * fps / 1000)``, halves rounded up."""
-    return int(math.floor(ms * fps / 1000.0 + 0.5))
 
 
 class _StoreSet:

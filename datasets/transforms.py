@@ -21,7 +21,7 @@ far from the loader's target of 80 windows/s per core; on a GPU it is
 negligible, so with a GPU the colour steps run there (backend ``"device"``).
 
 Loaders may hand the frames over one at a time as they are decoded
-(``begin`` / ``frame_stage`` / ``clip_stage``): each frame is cropped or warped
+(``sample_params`` / ``frame_stage`` / ``clip_stage``): each frame is cropped or warped
 while it is still in the CPU cache.
 
 :class:`EvalClipTransform` reproduces the original inference path: OpenCV
@@ -101,7 +101,7 @@ class TrainClipTransform:
     times slower on a CPU core, negligible on a GPU). ``backend`` says where
     the work is done:
 
-    * ``"fast"`` (default): :meth:`apply` in the loader; the device only normalises.
+    * ``"loader"`` (default): :meth:`apply` in the loader; the device only normalises.
     * ``"torchvision"``: the reference in the loader, rounded to uint8.
     * ``"device"``: the loader does the geometric steps (rotation, crop, flip:
       they shrink the clip) and hands over ``{"frames": uint8 (T, crop, crop, 3),
@@ -126,7 +126,7 @@ class TrainClipTransform:
         jitter: float = 0.2,
         p_jitter: float = 0.3,
         p_gray: float = 0.2,
-        backend: str = "fast",
+        backend: str = "loader",
     ):
         if crop > resize:
             raise ValueError(f"crop {crop} is larger than resize {resize}")
@@ -195,10 +195,10 @@ class TrainClipTransform:
         uint8 array of :meth:`loader_shape` to write the clip into (e.g. its slot
         in a batch); the tensor returned then shares its memory.
 
-        Equal to :meth:`begin`, :meth:`frame_stage` on every frame, :meth:`clip_stage`,
+        Equal to :meth:`sample_params`, :meth:`frame_stage` on every frame, :meth:`clip_stage`,
         which a loader may call itself to hand over frames one at a time.
         """
-        params = self.begin(generator)
+        params = self.sample_params(generator)
         if self.backend == "torchvision":
             x = self.apply_torchvision(frames, params)  # float (T, 3, crop, crop), x / 255 - 0.5
             clip = (x + 0.5).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
@@ -207,10 +207,6 @@ class TrainClipTransform:
             np.copyto(_output(out, tuple(clip.shape)), clip.numpy())
             return torch.from_numpy(out)
         return self.clip_stage(_frame_by_frame(self, frames, params, out), params)
-
-    def begin(self, generator: Optional[torch.Generator] = None) -> dict:
-        """A clip's parameters (:meth:`sample_params`)."""
-        return self.sample_params(generator)
 
     def frame_stage(self, frame: np.ndarray, params: dict, dst: np.ndarray) -> None:
         """The geometric steps on one ``(H, W, 3)`` frame: rotation, resize, crop, flip into ``dst``.
@@ -253,7 +249,7 @@ class TrainClipTransform:
             self._colour(clip, params)
         return torch.from_numpy(clip)
 
-    # -- fast path: OpenCV / numpy
+    # -- the loader backend: OpenCV / numpy
     def apply(self, frames: np.ndarray, params: dict, out: Optional[np.ndarray] = None,
               colour: bool = True) -> torch.Tensor:
         """The transform with given parameters (OpenCV implementation): uint8 ``(T, crop, crop, 3)``,
@@ -352,7 +348,7 @@ class TrainClipTransform:
         return out
 
 
-BACKENDS = ("fast", "torchvision", "device")
+BACKENDS = ("loader", "torchvision", "device")
 
 # One clip's parameters as numbers, in this order (``pack_params``/``unpack_params``).
 PARAM_FIELDS = (
@@ -410,7 +406,7 @@ class EvalClipTransform:
         """uint8 ``(T, H, W, 3)`` -> uint8 ``(T, crop, crop, 3)`` (written into ``out`` when given)."""
         return self.clip_stage(_frame_by_frame(self, frames, None, out), None)
 
-    def begin(self, generator: Optional[torch.Generator] = None) -> None:
+    def sample_params(self, generator: Optional[torch.Generator] = None) -> None:
         return None  # no random parameters
 
     def frame_stage(self, frame: np.ndarray, params, dst: np.ndarray) -> None:

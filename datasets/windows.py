@@ -1,4 +1,4 @@
-"""Window datasets over a frame store: training samples, validation and inference windows.
+"""Training windows over a frame store, and where the windows of whole videos start.
 
 Frame conventions (shared with the fold CSVs and the decoder): frames are
 0-based; a sign covers frames ``start_frame ..= end_frame`` (inclusive: a
@@ -13,10 +13,8 @@ positions are background in targets), so no video is ever dropped.
   Targets ``(window, C + 1)`` are multi-hot: every sign of the video (all its CSV
   rows) overlapping the window is set on its frames; column C (background) is 1
   where no sign is. All randomness comes from ``(seed, epoch, index)``.
-* :class:`ValWindowDataset`: non-overlapping windows covering whole videos, the
-  last one shifted back to end on the last frame.
-* :class:`InferenceWindowDataset`: windows at any stride, the last one shifted
-  back likewise, so every frame is covered.
+* :func:`window_starts`: where the windows of validation and inference start
+  (:class:`datasets.video_windows.StreamingWindowDataset` streams them).
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from .folds import FOLD_COLUMNS
 from .frame_store import FrameStore
-from .transforms import EvalClipTransform, TrainClipTransform
+from .transforms import TrainClipTransform
 
 __all__ = [
     "FOLD_COLUMNS",
@@ -41,8 +39,6 @@ __all__ = [
     "window_starts",
     "sample_seed",
     "TrainWindowDataset",
-    "ValWindowDataset",
-    "InferenceWindowDataset",
     "collate_windows",
     "BatchLease",
 ]
@@ -92,15 +88,17 @@ def window_indices(start: int, window: int, num_frames: int) -> np.ndarray:
 
 
 def window_starts(num_frames: int, window: int, stride: int) -> np.ndarray:
-    """Starts of windows at ``stride``, plus one shifted back to end on the last frame.
+    """First frame of every window scored on a ``num_frames``-frame video (validation and inference).
 
-    A video of at most ``window`` frames has the single start 0 (padded window).
+    Windows start every ``stride`` frames; the last one is moved back to end on the
+    last frame, so the tail is covered at any stride; a video of at most ``window``
+    frames has the single start 0 (a window padded by the reader).
     """
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    last = num_frames - window
-    if last <= 0:
-        return np.zeros(1, dtype=np.int64)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if window < 1 or stride < 1:
+        raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
+    last = max(num_frames - window, 0)
     starts = np.arange(0, last + 1, stride, dtype=np.int64)
     if starts[-1] != last:
         starts = np.append(starts, last)
@@ -244,7 +242,7 @@ class TrainWindowDataset(Dataset):
         """The transform's loader stage with each frame handed over as soon as it is decoded
         (while it is in the CPU cache); the same result as ``transform(frames, generator, out=clip)``."""
         transform = self.transform
-        params = transform.begin(generator)
+        params = transform.sample_params(generator)
 
         def take(frame: np.ndarray, positions: List[int]) -> None:
             transform.frame_stage(frame, params, clip[positions[0]])
@@ -370,73 +368,3 @@ def collate_windows(batch):
     """``collate_fn`` for loaders whose dataset fetches whole batches (:meth:`TrainWindowDataset.get_batch`
     through ``__getitems__``): such batches pass through; a list of samples is collated as usual."""
     return batch if isinstance(batch, dict) else default_collate(batch)
-
-
-class _VideoWindows(Dataset):
-    """Fixed windows over whole videos; items ``{"clip", "video_index", "start", "length"}``.
-
-    ``length`` is the number of real (not padded) frames in the window.
-    Attributes: ``videos``, ``num_frames`` (per video), ``window_starts`` (per
-    video, an int64 array aligned with ``videos``) and ``index`` ((N, 2):
-    video index, start for every item).
-    """
-
-    stride: int
-
-    def __init__(self, store: StoreLike, videos: Optional[Sequence[str]], window: int, stride: int, transform):
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.store = _as_store(store)
-        self.videos: List[str] = list(self.store.videos if videos is None else videos)
-        missing = [v for v in self.videos if v not in self.store]
-        if missing:
-            raise KeyError(f"video(s) {missing[:5]} are not in the frame store {self.store.path}")
-        self.window, self.stride = int(window), int(stride)
-        self.transform = EvalClipTransform() if transform is None else transform
-        self.num_frames = [self.store.num_frames(v) for v in self.videos]
-        self.window_starts = [window_starts(n, self.window, self.stride) for n in self.num_frames]
-        if self.window_starts:
-            self.index = np.concatenate(
-                [np.stack([np.full(len(s), i), s], axis=1) for i, s in enumerate(self.window_starts)]
-            ).astype(np.int64)
-        else:
-            self.index = np.zeros((0, 2), dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, item: int) -> Dict[str, object]:
-        video_index, start = (int(v) for v in self.index[item])
-        n = self.num_frames[video_index]
-        frames = self.store.read_frames(self.videos[video_index], window_indices(start, self.window, n))
-        return {
-            "clip": self.transform(frames),
-            "video_index": video_index,
-            "start": start,
-            "length": min(self.window, n - start),
-        }
-
-
-class ValWindowDataset(_VideoWindows):
-    """Non-overlapping windows covering every frame of ``videos`` (last one shifted back).
-
-    ``videos=None`` takes every video of the store. Default transform: :class:`EvalClipTransform`.
-    """
-
-    def __init__(self, store: StoreLike, videos: Optional[Sequence[str]] = None, *, window: int = 32, transform=None):
-        super().__init__(store, videos, window, window, transform)
-
-
-class InferenceWindowDataset(_VideoWindows):
-    """Windows at ``stride`` over every frame of ``videos`` (last one shifted back to the end)."""
-
-    def __init__(
-        self,
-        store: StoreLike,
-        videos: Optional[Sequence[str]] = None,
-        *,
-        window: int = 32,
-        stride: int = 1,
-        transform=None,
-    ):
-        super().__init__(store, videos, window, stride, transform)

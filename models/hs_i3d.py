@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from signspot.formats.timebase import HEAD_NAMES
+
 from .i3d import InceptionI3d
 
 __all__ = ["HEAD_NAMES", "BasicBlock2d", "DoubleConv", "HSI3D", "HierarchicalI3d", "TimeHead"]
-
-HEAD_NAMES: tuple[str, ...] = ("x4", "x8", "x16", "x32", "x")
 
 
 class BasicBlock2d(nn.Module):

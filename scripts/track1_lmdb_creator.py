@@ -1,64 +1,15 @@
 #!/usr/bin/env python
 """Build the LMDB frame store of one or more folders of videos: signer crops, one JPEG per frame.
 
-Example:
-    python scripts/track1_lmdb_creator.py --dest_dir data/lmdb/train \\
-        --dataset_dir data/MSSL/TRAIN/MSSL_TRAIN_SET_VIDEOS --bbox_dir data/MSSL/train_bboxes.json
-
-Several folders go into one store (e.g. training + validation videos for the
-new_split folds) with one box file per folder, paired in order:
-    python scripts/track1_lmdb_creator.py --dest_dir data/lmdb/train_val \\
-        --dataset_dir TRAIN/MSSL_TRAIN_SET_VIDEOS VALIDATION/MSSL_VAL_SET_VIDEOS \\
-        --bbox_dir train_bboxes.json val_bboxes.json
-
-The store is built in <dest_dir>.partial and renamed when complete; rerun the same
-command after an interruption to continue where it stopped.
+Run with --help for the options; the command lives in signspot/cli/create_store.py.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.frame_store import FrameStoreError, create_frame_store  # noqa: E402
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dest_dir", required=True,
-                        help="LMDB store to create (a folder; must not exist yet; missing parents are created)")
-    parser.add_argument("--dataset_dir", required=True, nargs="+",
-                        help="folder(s) of the videos (*.mp4); a video name may appear in only one of them")
-    parser.add_argument("--bbox_dir", required=True, nargs="+",
-                        help="signer boxes, JSON {video: [x1, y1, x2, y2]}: one file per --dataset_dir folder, "
-                             "in the same order")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="encoding processes (default: CPUs - 1, at most 8; 0 encodes in this process)")
-    parser.add_argument("--size", type=int, default=256,
-                        help="store frames resized to SIZE x SIZE (default 256, the network's pre-crop size); "
-                             "0 keeps the crop's own size")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default 90)")
-    parser.add_argument("--skip-bad", dest="skip_bad", action="store_true",
-                        help="store the good videos even if some are bad; list the bad ones and exit with status 1")
-    parser.add_argument("--full-frame-if-missing", dest="full_frame_if_missing", action="store_true",
-                        help="store the whole frame of a video that has no signer box instead of failing")
-    return parser.parse_args(argv)
-
-
-def main(dest_dir, dataset_dir, bbox_dir, workers=None, size=256, quality=90, skip_bad=False,
-         full_frame_if_missing=False) -> dict:
-    try:
-        report = create_frame_store(dest_dir, dataset_dir, bbox_dir, size=size, quality=quality, workers=workers,
-                                    skip_bad=skip_bad, full_frame_if_missing=full_frame_if_missing)
-    except (FrameStoreError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(f"{report['path']}: {len(report['stored'])} videos stored, {len(report['resumed'])} already done")
-    if report["bad"]:
-        listing = "\n".join(f"  {video}: {reason}" for video, reason in report["bad"].items())
-        raise SystemExit(f"error: {len(report['bad'])} bad videos were skipped:\n{listing}")
-    return report
-
+from signspot.cli.create_store import run  # noqa: E402
 
 if __name__ == "__main__":
-    main(**vars(parse_args()))
+    run()

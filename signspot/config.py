@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .formats.errors import SignspotError
+from .run_dir import RunDir
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -48,7 +51,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(SignspotError, ValueError):
     """A config file, override or stored config that does not fit the schema."""
 
 
@@ -113,6 +116,7 @@ class EvalConfig:
     batch_size: int = 8  # validation clips per forward pass
     num_workers: int = 2  # DataLoader workers for validation
     keep_best: int = 3  # keep this many best_checkpoint_{epoch}_{f1:.4f}.pt files (by official F1)
+    head_weights: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 1.0)  # per-frame scores of validation: weights of x4, x8, x16, x32, x (the original scores head "x" alone)
 
 
 @dataclass
@@ -283,6 +287,8 @@ def _validate(cfg: Config) -> None:
         (cfg.eval.batch_size >= 1, "eval.batch_size", "must be >= 1"),
         (cfg.eval.num_workers >= 0, "eval.num_workers", "must be >= 0"),
         (cfg.eval.keep_best >= 0, "eval.keep_best", "must be >= 0"),
+        (all(w >= 0 for w in cfg.eval.head_weights) and sum(cfg.eval.head_weights) > 0,
+         "eval.head_weights", "must be >= 0 with a positive sum"),
         (bool(cfg.io.run_dir), "io.run_dir", "must be set"),
     ]
     for ok, key, message in checks:
@@ -308,10 +314,10 @@ def finalize(cfg: Config) -> Config:
     """Validate every field and fill in the derived values (once, right after resolution)."""
     _validate(cfg)
     cfg.data.train_csv, cfg.data.val_csv = fold_csv_paths(cfg)
-    run_dir = Path(cfg.io.run_dir)
-    cfg.io.ckpt_dir = str(run_dir / "ckpts")
-    cfg.io.history_path = str(run_dir / "history.jsonl")
-    cfg.io.config_path = str(run_dir / "config.json")
+    run = RunDir(cfg.io.run_dir)
+    cfg.io.ckpt_dir = str(run.ckpt_dir)
+    cfg.io.history_path = str(run.history_path)
+    cfg.io.config_path = str(run.config_path)
     return cfg
 
 

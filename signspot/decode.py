@@ -30,7 +30,15 @@ from typing import List, Mapping
 
 import numpy as np
 
-__all__ = ["DecodeSettings", "decode_frame_scores", "frame_labels", "labels_to_intervals", "decode_videos"]
+from .formats.errors import SignspotError
+from .formats.safe_io import atomic_write
+from .formats.timebase import frame_to_ms
+
+__all__ = ["DecodeSettings", "DecodeSettingsError", "decode_all", "decode_frame_scores", "frame_labels", "labels_to_intervals"]
+
+
+class DecodeSettingsError(SignspotError, ValueError):
+    """Decode settings (a JSON file or flags) that do not fit :class:`DecodeSettings`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +54,11 @@ class DecodeSettings:
         for name in ("smoothing", "min_length", "merge_gap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"DecodeSettings.{name} must be an int >= 0, got {value!r}")
+                raise DecodeSettingsError(f"DecodeSettings.{name} must be an int >= 0, got {value!r}")
             object.__setattr__(self, name, int(value))
         margin = self.background_margin
         if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating, np.integer)):
-            raise ValueError(f"DecodeSettings.background_margin must be a number, got {margin!r}")
+            raise DecodeSettingsError(f"DecodeSettings.background_margin must be a number, got {margin!r}")
         object.__setattr__(self, "background_margin", float(margin))
 
     def to_dict(self) -> dict:
@@ -59,19 +67,17 @@ class DecodeSettings:
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "decode settings") -> "DecodeSettings":
         if not isinstance(data, Mapping):
-            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+            raise DecodeSettingsError(f"{source}: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"{source}: unknown decode settings {sorted(unknown)}; known: {sorted(known)}")
+            raise DecodeSettingsError(f"{source}: unknown decode settings {sorted(unknown)}; known: {sorted(known)}")
         try:
             return cls(**data)
-        except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
+        except DecodeSettingsError as exc:
+            raise DecodeSettingsError(f"{source}: {exc}") from None
 
     def save_json(self, path: str | os.PathLike) -> None:
-        from .io import atomic_write
-
         with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f, indent=2)
             f.write("\n")
@@ -84,7 +90,7 @@ class DecodeSettings:
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no such file") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            raise DecodeSettingsError(f"{path}: not valid JSON ({exc})") from None
         # tuning writes {"settings": {...}, ...}; a bare settings object is accepted too
         if isinstance(data, dict) and "settings" in data:
             data = data["settings"]
@@ -146,9 +152,7 @@ def labels_to_intervals(
     if min_length > 0:
         keep = ends - starts + 1 >= min_length
         starts, ends, classes = starts[keep], ends[keep], classes[keep]
-    # the original's arithmetic: int(frame / fps * 1000), float64, truncation
-    start_ms = (starts.astype(np.float64) / fps * 1000).astype(np.int64)
-    end_ms = (ends.astype(np.float64) / fps * 1000).astype(np.int64)
+    start_ms, end_ms = frame_to_ms(starts, fps), frame_to_ms(ends, fps)
     keep = start_ms != end_ms
     return np.stack([classes[keep], start_ms[keep], end_ms[keep]], axis=1).astype(np.int64).tolist()
 
@@ -171,8 +175,8 @@ def decode_frame_scores(
     )
 
 
-def decode_videos(videos: Mapping[str, Mapping], settings: DecodeSettings = DecodeSettings()) -> dict:
-    """``{name: {"scores", "fps", ...}}`` -> ``{name: [[cls, start_ms, end_ms], ...]}``."""
+def decode_all(videos: Mapping[str, Mapping], settings: DecodeSettings = DecodeSettings()) -> dict:
+    """``{name: {"scores", "fps", ...}}`` -> ``{name: [[cls, start_ms, end_ms], ...]}``, each with its own fps."""
     return {
         name: decode_frame_scores(np.asarray(v["scores"], dtype=np.float32), v["fps"], **settings.to_dict())
         for name, v in videos.items()

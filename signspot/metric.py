@@ -30,8 +30,6 @@ the predictions of the same class, evaluated for all thresholds at once).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -45,7 +43,6 @@ __all__ = [
     "filter_overlapping_predictions",
     "interval_iou",
     "format_score",
-    "evaluate_main",
 ]
 
 IOU_THRESHOLDS = np.arange(0.2, 0.8 + 0.05 - 0.0001, 0.05)
@@ -237,60 +234,3 @@ def format_score(score: Mapping) -> str:
         f"F1 {score['f1']:.4f}  precision {score['precision']:.4f}  recall {score['recall']:.4f}  "
         f"tp {score['tp']}  fp {score['fp']}  fn {score['fn']}"
     )
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _pick_pkl(folder: Path, preferred: str) -> Path:
-    if (folder / preferred).exists():
-        return folder / preferred
-    candidates = sorted(folder.glob("*.pkl"))
-    if len(candidates) == 1:
-        return candidates[0]
-    raise SystemExit(f"{folder}: expected {preferred} (or exactly one .pkl file), found {[c.name for c in candidates]}")
-
-
-def evaluate_main(
-    gt: Optional[str] = None,
-    pred: Optional[str] = None,
-    json_path: Optional[str] = None,
-    report: bool = False,
-    strict: bool = False,
-    input: Optional[str] = None,  # noqa: A002 - CodaLab's flag name
-    output: Optional[str] = None,
-) -> dict:
-    """Score ``pred`` against ``gt`` (files), print the result; CodaLab layout with input/output."""
-    from .gt import MalformedIntervalsError, load_intervals
-    from .io import UnsafePickleError, atomic_write
-
-    if input is not None or output is not None:
-        if input is None or output is None:
-            raise SystemExit("--input and --output go together (CodaLab layout)")
-        gt = str(_pick_pkl(Path(input) / "ref", "ground_truth.pkl"))
-        pred = str(_pick_pkl(Path(input) / "res", "predictions.pkl"))
-    if gt is None or pred is None:
-        raise SystemExit("give --gt and --pred, or --input DIR --output DIR")
-    try:
-        gt_data = load_intervals(gt)
-        pred_data = load_intervals(pred)
-    except (MalformedIntervalsError, UnsafePickleError, FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-    scorer = strict_score if strict else official_score
-    score = scorer(gt_data, pred_data)
-    label = "strict one-to-one score (not the challenge metric)" if strict else "official score"
-    missing = len(set(gt_data) - set(pred_data))
-    extra = len(set(pred_data) - set(gt_data))
-    print(f"{label}: {len(gt_data)} videos" + (f", {missing} without predictions" if missing else "")
-          + (f", {extra} prediction videos not in the ground truth (ignored)" if extra else ""))
-    if json_path:
-        with atomic_write(json_path, "w") as f:
-            json.dump(score, f, indent=2)
-    if output is not None:
-        with atomic_write(Path(output) / "scores.txt", "w") as f:
-            f.write(f"avg_f1: {score['f1']}\n")
-    print(format_score(score))
-    if report:
-        print(format_report(score_report(gt_data, pred_data, strict=strict)))
-    return score

@@ -20,13 +20,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .formats.errors import SignspotError  # noqa: E402
+
 __all__ = [
+    "ClassNamesError",
     "load_class_names",
     "plot_video_timeline",
     "plot_class_f1",
     "plot_threshold_curves",
-    "visualize_main",
 ]
+
+
+class ClassNamesError(SignspotError, ValueError):
+    """A class-names file that is neither a JSON list / object nor an 'id,name' CSV."""
 
 
 def load_class_names(path: Optional[str | os.PathLike]) -> Dict[int, str]:
@@ -44,8 +50,8 @@ def load_class_names(path: Optional[str | os.PathLike]) -> Dict[int, str]:
             try:
                 return {int(k): str(v) for k, v in data.items()}
             except ValueError:
-                raise ValueError(f"{path}: keys must be class ids") from None
-        raise ValueError(f"{path}: expected a JSON list of names or an object {{id: name}}")
+                raise ClassNamesError(f"{path}: keys must be class ids") from None
+        raise ClassNamesError(f"{path}: expected a JSON list of names or an object {{id: name}}")
     names = {}
     with open(path, newline="") as f:
         for lineno, row in enumerate(csv.reader(f), 1):
@@ -56,7 +62,7 @@ def load_class_names(path: Optional[str | os.PathLike]) -> Dict[int, str]:
             except ValueError:
                 if lineno == 1:
                     continue  # header
-                raise ValueError(f"{path}: line {lineno}: expected 'class_id,name'") from None
+                raise ClassNamesError(f"{path}: line {lineno}: expected 'class_id,name'") from None
     return names
 
 
@@ -93,7 +99,7 @@ def plot_video_timeline(
     )
     ax = axes[0, 0]
     duration = len(scores) / fps if has_scores else max([r[2] for r in (*gt, *pred)] or [1000]) / 1000
-    for y, (rows, title) in enumerate(((pred, "prediction"), (gt, "ground truth"))):
+    for y, rows in enumerate((pred, gt)):
         for cls, start, end in rows:
             s, e = start / 1000, end / 1000
             ax.broken_barh([(s, max(e - s, 1 / fps))], (y + 0.1, 0.8), facecolors=_color(cls), edgecolors="black",
@@ -175,65 +181,3 @@ def plot_threshold_curves(path: str | os.PathLike, report: Mapping) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def visualize_main(
-    scores: Optional[str] = None,
-    gt: Optional[str] = None,
-    pred: Optional[str] = None,
-    out: str = "plots",
-    videos: Optional[Sequence[str]] = None,
-    class_names: Optional[str] = None,
-    max_videos: int = 10,
-    exclude: Sequence[str] = (),
-) -> list:
-    """Write the figures to ``out``; returns the written paths."""
-    from tqdm import tqdm
-
-    from .decode import DecodeSettings
-    from .ensemble import decode_all, ensemble_frame_scores, find_score_files, load_any_scores
-    from .gt import MalformedIntervalsError, load_intervals
-    from .io import UnsafePickleError
-    from .metric import score_report
-    from .scores import ScoresFormatError
-
-    try:
-        names = load_class_names(class_names)
-        frame_scores = {}
-        if scores:
-            if Path(scores).is_dir():
-                frame_scores = ensemble_frame_scores(find_score_files(scores, exclude), progress=False)
-            else:
-                frame_scores = load_any_scores(scores)["videos"]
-        gt_data = load_intervals(gt) if gt else {}
-        if pred:
-            pred_data = load_intervals(pred)
-        elif frame_scores:
-            pred_data = decode_all(frame_scores, DecodeSettings())
-        else:
-            pred_data = {}
-    except (FileNotFoundError, MalformedIntervalsError, UnsafePickleError, ScoresFormatError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    if not (frame_scores or gt_data or pred_data):
-        raise SystemExit("nothing to plot: give --scores, --gt and/or --pred")
-
-    out_dir = Path(out)
-    written = []
-    chosen = list(videos) if videos else sorted(set(frame_scores) | set(gt_data) | set(pred_data))[:max_videos]
-    unknown = [v for v in chosen if v not in frame_scores and v not in gt_data and v not in pred_data]
-    if unknown:
-        raise SystemExit(f"error: videos not found in the given files: {unknown}")
-    for video in tqdm(chosen, desc="timelines", unit="video"):
-        entry = frame_scores.get(video)
-        written.append(plot_video_timeline(
-            out_dir / f"timeline_{video}.png", video,
-            scores=None if entry is None else entry["scores"], fps=25.0 if entry is None else entry["fps"],
-            gt=gt_data.get(video, []), pred=pred_data.get(video, []), class_names=names,
-        ))
-    if gt_data and pred_data:
-        report = score_report(gt_data, pred_data)
-        written.append(plot_class_f1(out_dir / "class_f1.png", report, names))
-        written.append(plot_threshold_curves(out_dir / "iou_thresholds.png", report))
-    for p in written:
-        print(p)
-    return written

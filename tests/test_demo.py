@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from signspot.gt import load_intervals
-from signspot.scores import load_frame_scores
+from signspot.formats.gt import load_intervals
+from signspot.formats.scores import load_frame_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 

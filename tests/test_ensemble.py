@@ -7,26 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from signspot.decode import DecodeSettings
-from signspot.ensemble import (
-    decode_all,
-    ensemble_frame_scores,
-    ensemble_main,
-    find_score_files,
-    load_original_results,
-    tune_decode_settings,
-)
-from signspot.gt import load_intervals, save_intervals_pkl
-from signspot.io import UnsafePickleError
+from signspot.cli.ensemble import main as ensemble_main
+from signspot.cli.ensemble import run as ensemble_run
+from signspot.decode import DecodeSettings, decode_all
+from signspot.ensemble import ensemble_frame_scores, find_score_files
+from signspot.formats.gt import load_intervals, save_intervals_pkl
+from signspot.formats.safe_io import UnsafePickleError
+from signspot.formats.scores import SCORES_FILENAME, ScoresFormatError, load_frame_scores, save_frame_scores
 from signspot.metric import official_score
-from signspot.scores import (
-    SCORES_FILENAME,
-    FrameScoreAccumulator,
-    ScoresFormatError,
-    aggregate_window_logits,
-    load_frame_scores,
-    save_frame_scores,
-)
+from signspot.original_results import load_original_results
+from signspot.scoring import FrameScoreAccumulator
+from signspot.tuning import tune_decode_settings
 
 HEADS = {"x4": 4, "x8": 8, "x16": 16, "x32": 32, "x": 32}
 C1 = 7  # 6 classes + background
@@ -35,6 +26,13 @@ C1 = 7  # 6 classes + background
 class _Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned > /dev/null",))
+
+
+def aggregate_window_logits(starts, logits, num_frames, window):
+    """The accumulator fed one batch: (num_frames, C+1) frame scores."""
+    acc = FrameScoreAccumulator(num_frames, C1, window)
+    acc.add(starts, logits)
+    return acc.result()
 
 
 def random_logits(n_windows, seed=0, window=32):
@@ -303,5 +301,6 @@ def test_ensemble_main_tune_then_apply_and_evaluate(tmp_path, capsys):
                           decode_config=str(tmp_path / "dc.json"), min_length=1, quiet=True)
     assert again["settings"] == {**settings.to_dict(), "min_length": 1}
     with pytest.raises(SystemExit, match="no frame_scores.pkl"):
-        ensemble_main(results_dir=str(tmp_path / "val"), out=str(tmp_path / "p3.pkl"), exclude=["r1"], quiet=True)
+        ensemble_run(["--results-dir", str(tmp_path / "val"), "--out", str(tmp_path / "p3.pkl"), "--exclude", "r1",
+                      "--quiet"])
     assert not (tmp_path / "p3.pkl").exists()

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.folds import FoldError, assign_folds, make_folds, ms_to_frame
-from datasets.frame_store import create_frame_store
+from datasets.folds import FoldError, assign_folds, make_folds
+from datasets.store_writer import create_frame_store
+from signspot.formats.timebase import ms_to_frame
 
 NUM_CLASSES = 6
 FPS = 30.0
@@ -159,13 +160,13 @@ def test_malformed_signs_are_named(data, tmp_path, row, match):
 
 
 def test_unknown_video_and_script_exit(data, tmp_path):
-    from scripts.make_folds import main
+    from signspot.cli.make_folds import run
 
     gt = dict(data["train_gt"], ghost=[[0, 10, 50]])
     (tmp_path / "gt.pkl").write_bytes(pickle.dumps(gt))
     with pytest.raises(SystemExit) as exit_info:
-        main(train_gt=str(tmp_path / "gt.pkl"), store=data["stores"][:1], out_dir=str(tmp_path / "out"),
-             num_classes=NUM_CLASSES)
+        run(["--train-gt", str(tmp_path / "gt.pkl"), "--store", str(data["stores"][0]), "--out", str(tmp_path / "out"),
+             "--num-classes", str(NUM_CLASSES)])
     assert "'ghost'" in str(exit_info.value.code) and "not in the frame store" in str(exit_info.value.code)
     # A training video also present in the validation ground truth is reported too.
     gt = dict(data["val_gt"])

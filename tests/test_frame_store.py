@@ -8,8 +8,10 @@ import lmdb
 import numpy as np
 import pytest
 
-import datasets.frame_store as fs
-from datasets.frame_store import BadVideoError, FrameStore, FrameStoreError, IncompleteStoreError, create_frame_store
+import datasets.frame_store
+import datasets.store_writer as fs
+from datasets.frame_store import FrameStore, FrameStoreError, IncompleteStoreError
+from datasets.store_writer import BadVideoError, create_frame_store
 
 W, H = 64, 48
 BOX = [16, 8, 46, 38]  # 30 x 30 -> enlarged by 3 px per side -> crop [13, 5, 49, 41]
@@ -201,7 +203,7 @@ def test_bad_video_is_named(tmp_path, problem, match):
 
 
 def test_video_failing_while_encoding_is_skipped_and_script_exits_nonzero(tmp_path, monkeypatch, capsys):
-    from scripts.track1_lmdb_creator import main
+    from signspot.cli.create_store import run
 
     vids, bbox = make_dataset(tmp_path, {"good": 12, "bad": 40})
     real_encode = fs._encode_video
@@ -214,12 +216,12 @@ def test_video_failing_while_encoding_is_skipped_and_script_exits_nonzero(tmp_pa
 
     monkeypatch.setattr(fs, "_encode_video", failing)
     with pytest.raises(SystemExit) as exit_info:
-        main(dest_dir=str(tmp_path / "store"), dataset_dir=str(vids), bbox_dir=str(bbox), workers=0, size=16,
-             skip_bad=True)
+        run(["--dest_dir", str(tmp_path / "store"), "--dataset_dir", str(vids), "--bbox_dir", str(bbox), "--workers", "0",
+             "--size", "16", "--skip-bad"])
     assert "bad" in str(exit_info.value.code) and "decoder gave up" in str(exit_info.value.code)
     store = FrameStore(tmp_path / "store")
     assert store.videos == ["good"] and "bad" in store.skipped
-    with fs._shared_env(str(tmp_path / "store"), True).begin() as txn:  # the failed video's frames were removed
+    with datasets.frame_store._shared_env(str(tmp_path / "store"), True).begin() as txn:  # the failed video's frames were removed
         assert txn.get(b"frame/bad/0000000") is None
         assert txn.get(b"frame/good/0000000") is not None
 
@@ -348,7 +350,7 @@ def make_folder(tmp_path, folder, lengths, box):
 
 
 def test_several_video_folders_in_one_store(tmp_path):
-    from scripts.track1_lmdb_creator import main, parse_args
+    from signspot.cli.create_store import main, parse_args
 
     box_b = [4, 4, 24, 34]  # 20 x 30 -> crop [2, 1, 26, 37]
     train, train_boxes = make_folder(tmp_path, "train", {"t1": 10, "t2": 14}, BOX)
@@ -374,15 +376,15 @@ def test_several_video_folders_in_one_store(tmp_path):
 
 
 def test_several_folders_bad_pairing_and_duplicate_names(tmp_path):
-    from scripts.track1_lmdb_creator import main
+    from signspot.cli.create_store import run
 
     train, train_boxes = make_folder(tmp_path, "train", {"t1": 6, "same": 6}, BOX)
     val, val_boxes = make_folder(tmp_path, "val", {"same": 6}, BOX)
     with pytest.raises(FrameStoreError, match="2 video folder\\(s\\) but 1 box file"):
         create_frame_store(tmp_path / "s", [train, val], [train_boxes], workers=0, progress=False)
     with pytest.raises(SystemExit, match="2 video folder\\(s\\) but 3 box file"):
-        main(dest_dir=str(tmp_path / "s"), dataset_dir=[str(train), str(val)],
-             bbox_dir=[str(train_boxes), str(val_boxes), str(val_boxes)], workers=0)
+        run(["--dest_dir", str(tmp_path / "s"), "--dataset_dir", str(train), str(val),
+             "--bbox_dir", str(train_boxes), str(val_boxes), str(val_boxes), "--workers", "0"])
     with pytest.raises(FrameStoreError, match="'same'") as err:
         create_frame_store(tmp_path / "s", [train, val], [train_boxes, val_boxes], workers=0, progress=False)
     assert str(train / "same.mp4") in str(err.value) and str(val / "same.mp4") in str(err.value)

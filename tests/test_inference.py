@@ -14,24 +14,24 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from datasets.frame_store import FrameStore, create_frame_store
+from datasets.frame_store import FrameStore
+from datasets.store_writer import create_frame_store
 from datasets.transforms import EvalClipTransform, normalize_clip
+from datasets.video_windows import StreamingWindowDataset, gather_windows
+from datasets.windows import window_starts
 from models import HEAD_NAMES, build_model
 from signspot.config import Config, config_to_dict
+from signspot.formats.scores import SCORES_FILENAME, load_frame_scores
 from signspot.inference import (
     RELEASED_SPEC,
     InferenceError,
-    StreamingWindowDataset,
-    gather_windows,
+    infer_store,
     load_inference_model,
-    main,
     output_path,
-    run_name,
     spec_from_checkpoint,
     split_name,
-    window_starts,
 )
-from signspot.scores import SCORES_FILENAME, load_frame_scores
+from signspot.run_dir import run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW, RESIZE, CROP, NUM_CLASSES = 16, 40, 32, 4
@@ -201,7 +201,7 @@ def test_stream_through_worker_process_with_large_batches(store_dir):
 
 @pytest.mark.parametrize("stride,workers", [(1, 0), (4, 2)])
 def test_scores_match_direct_computation(store_dir, checkpoint_path, tmp_path, stride, workers):
-    out = main(
+    out = infer_store(
         str(store_dir), str(checkpoint_path), str(tmp_path / "results"),
         stride=stride, batch_size=5, device="cpu", workers=workers, progress=False,
     )
@@ -223,7 +223,7 @@ def test_scores_match_direct_computation(store_dir, checkpoint_path, tmp_path, s
 
 
 def test_flip_tta_and_video_subset(store_dir, checkpoint_path, tmp_path):
-    out = main(
+    out = infer_store(
         str(store_dir), str(checkpoint_path), str(tmp_path), split="val_subset", stride=8,
         device="cpu", workers=0, videos=["short_video,mid_video"], flip_tta=True, progress=False,
     )
@@ -276,19 +276,19 @@ def test_spec_from_checkpoint_configs():
 def test_bad_input_is_reported(store_dir, checkpoint_path, tmp_path):
     common = dict(save_dir=str(tmp_path / "r"), device="cpu", workers=0, progress=False)
     with pytest.raises(InferenceError, match="no such checkpoint"):
-        main(str(store_dir), str(tmp_path / "missing.pt"), **common)
+        infer_store(str(store_dir), str(tmp_path / "missing.pt"), **common)
     with pytest.raises(InferenceError, match="is a folder"):
-        main(str(store_dir), str(checkpoint_path.parent), **common)
+        infer_store(str(store_dir), str(checkpoint_path.parent), **common)
     with pytest.raises(InferenceError, match="frame store not found"):
-        main(str(tmp_path / "no_store"), str(checkpoint_path), **common)
+        infer_store(str(tmp_path / "no_store"), str(checkpoint_path), **common)
     with pytest.raises(InferenceError, match="unknown video.*nope"):
-        main(str(store_dir), str(checkpoint_path), videos=["nope"], **common)
+        infer_store(str(store_dir), str(checkpoint_path), videos=["nope"], **common)
     with pytest.raises(InferenceError, match="stride"):
-        main(str(store_dir), str(checkpoint_path), stride=WINDOW + 1, **common)
+        infer_store(str(store_dir), str(checkpoint_path), stride=WINDOW + 1, **common)
     not_a_ckpt = tmp_path / "junk.pt"
     not_a_ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(InferenceError, match="junk.pt"):
-        main(str(store_dir), str(not_a_ckpt), **common)
+        infer_store(str(store_dir), str(not_a_ckpt), **common)
     # Weights of another architecture than the config announces: a clear mismatch error.
     other = tmp_path / "other" / "ckpts" / "wrong.pt"
     other.parent.mkdir(parents=True)
@@ -296,7 +296,7 @@ def test_bad_input_is_reported(store_dir, checkpoint_path, tmp_path):
     ckpt["config"]["data"]["num_classes"] = NUM_CLASSES + 3
     torch.save(ckpt, other)
     with pytest.raises(InferenceError, match="wrong.pt.*does not fit"):
-        main(str(store_dir), str(other), **common)
+        infer_store(str(store_dir), str(other), **common)
     assert not (tmp_path / "r").exists()  # nothing written on failure
 
 
@@ -310,7 +310,7 @@ def test_script_error_exit(tmp_path, store_dir, monkeypatch):
 
 
 def test_torchrun_two_processes_match_single(store_dir, checkpoint_path, tmp_path):
-    single = main(str(store_dir), str(checkpoint_path), str(tmp_path / "single"), stride=4,
+    single = infer_store(str(store_dir), str(checkpoint_path), str(tmp_path / "single"), stride=4,
                   device="cpu", workers=0, progress=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signspot.gt import save_intervals_pkl, save_intervals_txt
+from signspot.cli.evaluate import main as evaluate_main
+from signspot.cli.evaluate import run as evaluate_run
+from signspot.formats.gt import save_intervals_pkl, save_intervals_txt
 from signspot.metric import (
     IOU_THRESHOLDS,
-    evaluate_main,
     filter_overlapping_predictions,
     official_score,
     score_report,
@@ -215,7 +216,7 @@ def test_evaluate_malformed_prediction_names_video_and_row(tmp_path):
     with open(tmp_path / "bad.pkl", "wb") as f:
         pickle.dump({"a": [[1, 0, 100], [1, 500, 200]]}, f)
     with pytest.raises(SystemExit, match=r"'a', row 1.*start_ms 500"):
-        evaluate_main(gt=str(tmp_path / "gt.pkl"), pred=str(tmp_path / "bad.pkl"))
+        evaluate_run(["--gt", str(tmp_path / "gt.pkl"), "--pred", str(tmp_path / "bad.pkl")])
 
 
 class _Evil:
@@ -227,7 +228,7 @@ def test_evaluate_refuses_malicious_pickle(tmp_path):
     save_intervals_pkl({"a": [[1, 0, 1000]]}, tmp_path / "gt.pkl")
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"a": _Evil()}))
     with pytest.raises(SystemExit, match="refusing to unpickle"):
-        evaluate_main(gt=str(tmp_path / "gt.pkl"), pred=str(tmp_path / "evil.pkl"))
+        evaluate_run(["--gt", str(tmp_path / "gt.pkl"), "--pred", str(tmp_path / "evil.pkl")])
 
 
 def test_codalab_layout_end_to_end_via_script(tmp_path):

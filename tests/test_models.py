@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from models import (
-    HEAD_NAMES,
+from models import HEAD_NAMES, InceptionI3d, build_model, list_models
+from signspot.checkpoint import (
     CheckpointError,
-    InceptionI3d,
-    build_model,
     infer_model_config,
-    list_models,
     load_bsl1k_backbone,
     load_checkpoint,
     load_model_weights,

@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from signspot.gt import save_intervals_pkl
+from signspot.cli.visualize import main as visualize_main
+from signspot.cli.visualize import run as visualize_run
+from signspot.formats.gt import save_intervals_pkl
+from signspot.formats.scores import SCORES_FILENAME, save_frame_scores
 from signspot.metric import score_report
-from signspot.plots import load_class_names, plot_class_f1, plot_threshold_curves, plot_video_timeline, visualize_main
-from signspot.scores import SCORES_FILENAME, save_frame_scores
+from signspot.plots import load_class_names, plot_class_f1, plot_threshold_curves, plot_video_timeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -60,4 +62,4 @@ def test_visualize_main_end_to_end(tmp_path):
     for p in written:
         assert_png(p)
     with pytest.raises(SystemExit, match="not found"):
-        visualize_main(scores=str(tmp_path / "res"), out=str(tmp_path / "out2"), videos=["zzz"])
+        visualize_run(["--scores", str(tmp_path / "res"), "--out", str(tmp_path / "out2"), "--videos", "zzz"])

@@ -22,8 +22,8 @@ from datasets.synthetic import (
     plan_dataset,
     render_video,
 )
-from signspot.gt import load_intervals
-from signspot.io import safe_pickle_load
+from signspot.formats.gt import load_intervals
+from signspot.formats.safe_io import safe_pickle_load
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_synthetic_dataset.py"

@@ -11,18 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.frame_store import create_frame_store
+from datasets.store_writer import create_frame_store
 from signspot import train as train_mod
-from signspot.checkpoint_io import (
-    FORMAT_VERSION,
-    LATEST_NAME,
-    list_best_checkpoints,
-    load_training_checkpoint,
-    save_if_best,
-)
+from signspot.checkpoint import FORMAT_VERSION, load_checkpoint, load_model_weights, load_training_checkpoint
 from signspot.config import ConfigError, load_config
 from signspot.losses import head_losses, pool_targets, weighted_total
-from signspot.train import DataError, TrainingDivergedError, cosine_factor
+from signspot.run_dir import LATEST_NAME, RunDir
+from signspot.train import TrainingDivergedError, cosine_factor
+from signspot.train_data import DataError, augmentation_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 3
@@ -104,7 +100,7 @@ def _train_rows(data: Path) -> int:
 
 
 def _run(data, run_dir, **extra):
-    return train_mod.main(str(ROOT / "config" / "demo_config.py"), _overrides(data, run_dir, **extra))
+    return train_mod.run_training(str(ROOT / "config" / "demo_config.py"), _overrides(data, run_dir, **extra))
 
 
 # ------------------------------------------------------------------ pure pieces
@@ -143,17 +139,26 @@ def test_cosine_schedule_ends_at_min_factor():
 
 def test_save_if_best_keeps_the_top_k(tmp_path):
     def save(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
 
-    saved = [save_if_best(tmp_path, epoch, f1, 3, save) is not None
+    run, history = RunDir(tmp_path), []
+
+    def validated(epoch, f1):
+        history.append({"epoch": epoch, "val_f1": f1})
+        run.write_history(history)
+        return run.save_if_best(history, 3, save)
+
+    saved = [validated(epoch, f1) is not None
              for epoch, f1 in [(5, 0.3), (10, 0.5), (15, 0.4), (20, 0.2), (25, 0.45), (30, 0.4)]]
     assert saved == [True, True, True, False, True, False]  # a tie with the worst kept one is not saved
-    kept = [(f1, epoch) for f1, epoch, _ in list_best_checkpoints(tmp_path)]
+    kept = [(f1, epoch) for f1, epoch, _ in run.best_checkpoints()]
     assert kept == [(0.5, 10), (0.45, 25), (0.4, 15)]
-    save_if_best(tmp_path, 35, 0.5, 3, save)
-    kept = [(f1, epoch) for f1, epoch, _ in list_best_checkpoints(tmp_path)]
+    validated(35, 0.5)
+    kept = [(f1, epoch) for f1, epoch, _ in run.best_checkpoints()]
     assert kept == [(0.5, 10), (0.5, 35), (0.45, 25)]
-    assert len(list(tmp_path.iterdir())) == 3
+    assert len(list(run.ckpt_dir.iterdir())) == 3
+    assert run.best_checkpoint() == run.ckpt_dir / "best_checkpoint_10_0.5000.pt"  # read from history.jsonl
 
 
 # ------------------------------------------------------------------ training runs
@@ -183,7 +188,7 @@ def test_loss_decreases_on_a_fixed_batch(tiny_data):
 
 
 def test_end_to_end_and_resume_equivalence(tiny_data, tmp_path):
-    from models import build_model, load_checkpoint, load_model_weights
+    from models import build_model
 
     full = tmp_path / "full"
     summary = _run(tiny_data, full, **{"io.tensorboard": True})
@@ -246,8 +251,8 @@ def test_device_augmentation_trains_the_same_whoever_loads(tiny_data, tmp_path):
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
     history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
     assert np.isfinite(history[-1]["loss"])
-    assert train_mod.augmentation_backend("auto", torch.device("cpu")) == "fast"
-    assert train_mod.augmentation_backend("auto", torch.device("cuda", 0)) == "device"
+    assert augmentation_backend("auto", torch.device("cpu")) == "loader"
+    assert augmentation_backend("auto", torch.device("cuda", 0)) == "device"
     with pytest.raises(ConfigError, match="data.augment_on"):
         load_config(str(ROOT / "config" / "demo_config.py"), ['data.augment_on="gpu"'])
 
@@ -327,7 +332,7 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
 
 
 def test_grid_is_named_like_the_released_runs(tmp_path):
-    from signspot.train import grid_runs, train_grid
+    from signspot.grid import grid_runs, train_grid
 
     (tmp_path / "folds" / "original_split").mkdir(parents=True)
     for k in range(5):

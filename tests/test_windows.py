@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.frame_store import FrameStore, create_frame_store
+from datasets.frame_store import FrameStore
 from datasets.samplers import ClassBalancedSampler
+from datasets.store_writer import create_frame_store
 from datasets.transforms import EvalClipTransform, TrainClipTransform, normalize_clip
-from datasets.windows import (
-    InferenceWindowDataset,
-    TrainWindowDataset,
-    ValWindowDataset,
-    window_starts,
-)
+from datasets.video_windows import StreamingWindowDataset
+from datasets.windows import TrainWindowDataset, window_starts
 
 C = 4  # classes
 T = 32  # window
@@ -188,28 +185,35 @@ def test_window_starts_cover_the_tail():
     assert window_starts(40, 32, 3).tolist() == [0, 3, 6, 8]
 
 
+def _streamed_windows(store, videos, stride, transform, batch_size=2):
+    """(video, start, clip) of every window StreamingWindowDataset yields, in order."""
+    dataset = StreamingWindowDataset(store, videos, window=T, stride=stride, batch_size=batch_size, transform=transform)
+    for batch in dataset:
+        for offset, start in zip(batch["offsets"].tolist(), batch["starts"].tolist()):
+            yield videos[batch["video_index"]], start, batch["frames"][offset : offset + T]
+
+
 def test_val_windows_cover_every_frame(store):
-    ds = ValWindowDataset(store, ["long", "short", "exact"], window=T, transform=raw)
-    assert [s.tolist() for s in ds.window_starts] == [[0, 32, 48], [0], [0]]
-    assert len(ds) == 5
-    covered = {v: np.zeros(n, bool) for v, n in zip(ds.videos, ds.num_frames)}
-    for i in range(len(ds)):
-        item = ds[i]
-        video, start, n = ds.videos[item["video_index"]], item["start"], ds.num_frames[item["video_index"]]
-        assert_frames(item["clip"].numpy(), np.minimum(np.arange(start, start + T), n - 1))
-        assert item["length"] == min(T, n - start)
-        covered[video][start : start + item["length"]] = True
+    videos = ["long", "short", "exact"]
+    windows = list(_streamed_windows(store, videos, T, raw))  # validation: stride = window
+    starts = {v: [start for video, start, _ in windows if video == v] for v in videos}
+    assert [starts[v] for v in videos] == [[0, 32, 48], [0], [0]]
+    assert len(windows) == 5
+    covered = {v: np.zeros(store.num_frames(v), bool) for v in videos}
+    for video, start, clip in windows:
+        n = store.num_frames(video)
+        assert_frames(clip.numpy(), np.minimum(np.arange(start, start + T), n - 1))
+        covered[video][start : start + min(T, n - start)] = True
     assert all(c.all() for c in covered.values())
 
 
 def test_inference_windows_stride(store):
-    ds = InferenceWindowDataset(store, ["long", "short"], window=T, stride=5, transform=raw)
-    assert ds.window_starts[0].tolist() == list(range(0, 49, 5)) + [48]
-    assert ds.window_starts[1].tolist() == [0]
-    assert len(ds) == 12 and ds.index[-1].tolist() == [1, 0]
-    item = ds[10]
-    assert item["start"] == 48 and item["video_index"] == 0
-    clip = InferenceWindowDataset(store, ["exact"], window=T)[0]["clip"]  # default EvalClipTransform
+    windows = list(_streamed_windows(store, ["long", "short"], 5, raw, batch_size=4))
+    assert [start for video, start, _ in windows if video == "long"] == list(range(0, 49, 5)) + [48]
+    assert [start for video, start, _ in windows if video == "short"] == [0]
+    assert len(windows) == 12 and windows[-1][:2] == ("short", 0)
+    assert windows[10][:2] == ("long", 48)
+    _, _, clip = next(_streamed_windows(store, ["exact"], 1, EvalClipTransform()))
     assert clip.shape == (T, 224, 224, 3) and clip.dtype == torch.uint8
 
 
@@ -337,7 +341,7 @@ def test_device_backend_defers_the_same_augmentation_to_the_device(textured_stor
         csv_path, textured_store, C, window=8, neg_prob=0.3, seed=11,
         transform=TrainClipTransform(resize=40, crop=32, backend=backend, p_rotate=0.5, p_jitter=0.5, p_gray=0.3),
     )
-    loader_side, device_side = make("fast"), make("device")
+    loader_side, device_side = make("loader"), make("device")
     seen = {"rotated": 0, "jittered": 0, "grey": 0}
     for epoch in range(4):
         loader_side.set_epoch(epoch)
@@ -401,7 +405,7 @@ class _Batched(torch.utils.data.Dataset):
         return self.dataset.get_batch(indices)
 
 
-@pytest.mark.parametrize("backend", ["fast", "device", "torchvision", "custom"])
+@pytest.mark.parametrize("backend", ["loader", "device", "torchvision", "custom"])
 def test_get_batch_equals_collated_samples(textured_store, tmp_path, backend):
     from datasets.windows import collate_windows
 

@@ -1,52 +1,78 @@
-"""Checkpoint loading for HS-I3D: safe unpickling, strict loading, friendly errors.
+"""Checkpoints: saving ours, loading ours and the released ones, strictly and safely.
 
-Checkpoints of the original training code hold ``{"model": state_dict,
-"optimizer": ..., "trainer": ..., "scheduler": ...}``; the BSL-1K I3D checkpoint
-used to initialise the backbone holds ``{"state_dict": ...}`` with keys prefixed
-``module.``. Everything is read with ``torch.load(weights_only=True)``; the only
-non-tensor types admitted besides PyTorch's defaults are numpy scalars, dtypes and
-plain arrays, which training loops commonly store as metrics in their state.
+Our training checkpoints (``FORMAT_VERSION`` 1)::
+
+    {"format_version": 1,
+     "model": state dict of the unwrapped model (no "module." / "_orig_mod." prefixes),
+     "optimizer": ..., "scheduler": ..., "scaler": ... or None,
+     "epoch": completed epochs, "iteration": optimizer steps so far,
+     "trainer": {"epoch": ..., "iteration": ...},      # the released checkpoints' key
+     "rng": {"torch": ByteTensor, "cuda": [ByteTensor], "numpy": {...}, "python": {...}},
+     "config": the resolved config as a plain dict (signspot.config.config_to_dict),
+     "metrics": {"val_f1": ..., ...}}
+
+The released checkpoints of the original training code hold ``{"model": state_dict,
+"optimizer": ..., "trainer": ..., "scheduler": ...}`` and no config; the BSL-1K I3D
+checkpoint used to initialise the backbone holds ``{"state_dict": ...}`` with keys
+prefixed ``module.``. Everything is read with ``torch.load(weights_only=True)``; the
+only non-tensor types admitted besides PyTorch's defaults are the numpy scalars,
+dtypes and arrays of the formats layer's allow-list
+(:data:`signspot.formats.safe_io.NUMPY_GLOBALS`), which training loops commonly store
+as metrics. Files are written through :func:`signspot.formats.safe_io.atomic_write`:
+an interrupted save never replaces a good checkpoint with a partial one.
 """
 
 from __future__ import annotations
 
+import importlib
 import pickle
+import random
 import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from models.registry import MODEL_VARIANTS
+from models.state import strip_prefixes, unwrap_model
+
+from .formats.errors import SignspotError
+from .formats.safe_io import NUMPY_DTYPE_CLASSES, NUMPY_GLOBALS, atomic_write
+
 __all__ = [
+    "FORMAT_VERSION",
     "CheckpointError",
+    "capture_rng_state",
     "infer_model_config",
     "load_bsl1k_backbone",
     "load_checkpoint",
     "load_model_weights",
-    "strip_prefixes",
-    "unwrap_model",
+    "load_training_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
 ]
 
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+FORMAT_VERSION = 1
 _SHOWN = 8  # keys listed in an error message before "..."
+_TORCH_SAFE_NAMES = NUMPY_GLOBALS | NUMPY_DTYPE_CLASSES
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SignspotError, ValueError):
     """A checkpoint cannot be read or does not fit the model."""
 
 
 def _numpy_safe_globals() -> list:
-    """numpy globals a weights-only load may resolve, under numpy 1.x and 2.x names."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    allowed: list = [np.dtype, np.ndarray]
-    # numpy >= 1.25 pickles a dtype through its class, e.g. numpy.dtypes.Float64DType.
-    allowed += [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed.append((multiarray.scalar, f"{module}.scalar"))
-        allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
+    """The allow-list as a weights-only load wants it: objects, with the name they are pickled under."""
+    here, other = ("numpy._core", "numpy.core") if hasattr(np, "_core") else ("numpy.core", "numpy._core")
+    allowed = []
+    for module, name in sorted(_TORCH_SAFE_NAMES):
+        obj = getattr(importlib.import_module(module.replace(other, here)), name)
+        own_name = f"{obj.__module__}.{obj.__qualname__}"
+        allowed.append(obj if own_name == f"{module}.{name}" else (obj, f"{module}.{name}"))
     return allowed
 
 
@@ -86,32 +112,6 @@ def load_checkpoint(path: str | Path) -> dict:
     return obj
 
 
-def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) key prefixes."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        stripped = True
-        while stripped:
-            stripped = False
-            for prefix in _WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key = key[len(prefix):]
-                    stripped = True
-        out[key] = value
-    return out
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside ``torch.compile`` / DataParallel / DDP wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        else:
-            return model
-
-
 def infer_model_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, float | int]:
     """``{"num_classes", "width"}`` of the HS-I3D model that wrote ``state_dict``.
 
@@ -134,8 +134,6 @@ def _format_keys(keys: list[str]) -> str:
 
 
 def _width_advice(width: float) -> str:
-    from .registry import MODEL_VARIANTS  # late import: the registry imports this module
-
     names = [name for name, base in MODEL_VARIANTS.items() if abs(base - width) < 1e-6]
     if names:
         return f"build it with name={names[0]!r} and width=1.0"
@@ -290,3 +288,83 @@ def load_bsl1k_backbone(model: nn.Module, path: str | Path) -> int:
     if result.unexpected_keys:  # cannot happen: every key was taken from the backbone
         raise CheckpointError(f"{path}: unexpected keys {result.unexpected_keys}")
     return len(keys)
+
+
+def capture_rng_state() -> dict:
+    """Every global RNG as tensors and plain numbers (``weights_only``-loadable)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64),
+                   "gauss_next": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
+         np_state["cached_gaussian"])
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: Optional[torch.optim.Optimizer],
+    scheduler=None,
+    scaler=None,
+    epoch: int,
+    iteration: int,
+    config: dict,
+    metrics: Optional[dict] = None,
+) -> Path:
+    """Write a full training checkpoint atomically; returns its path."""
+    path = Path(path)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": strip_prefixes(unwrap_model(model).state_dict()),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "epoch": int(epoch),
+        "iteration": int(iteration),
+        "trainer": {"epoch": int(epoch), "iteration": int(iteration)},
+        "rng": capture_rng_state(),
+        "config": config,
+        "metrics": dict(metrics or {}),
+    }
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
+    return path
+
+
+def load_training_checkpoint(path: str | Path) -> dict:
+    """Read one of our checkpoints (``weights_only=True``, on CPU) and check its layout."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
+    version = ckpt.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r}; this version of the project resumes "
+            f"only from format {FORMAT_VERSION} (its weights can still initialise a run via model.init_checkpoint)"
+        )
+    return ckpt

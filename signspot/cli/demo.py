@@ -18,6 +18,7 @@ where it stopped (every stage writes atomically).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -27,9 +28,24 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["run_demo"]
+from ..formats.errors import SignspotError
+from ..inference import output_path
+from ..run_dir import RunDir
+from ._exit import run_main
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["DemoError", "main", "parse_args", "run", "run_demo"]
+
+_USAGE = """Run the whole pipeline on the embedded synthetic dataset (the README's `make demo`).
+
+    python scripts/demo.py --out demo_out
+
+Generates the synthetic data set, builds the frame stores, makes folds, trains the tiny
+demo model on two folds, scores validation and test with each checkpoint, tunes the
+decoding on validation, ensembles, scores the test split with the official metric and
+writes plots. Each command is printed as it runs; rerunning continues where it stopped.
+"""
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SPLITS = (
     # (store name, dataset folder, videos folder, GT file, boxes file)
@@ -39,7 +55,7 @@ SPLITS = (
 )
 
 
-class DemoError(RuntimeError):
+class DemoError(SignspotError, RuntimeError):
     """A stage of the demo failed; the message names the command."""
 
 
@@ -116,18 +132,6 @@ def _training_status(run_dirs: Sequence[Path]) -> str:
     return " | ".join(parts)
 
 
-def _best_checkpoint(run_dir: Path) -> Path:
-    ckpts = sorted((run_dir / "ckpts").glob("best_checkpoint_*.pt"))
-    if not ckpts:
-        raise DemoError(f"{run_dir}: training wrote no best checkpoint")
-    # best_checkpoint_{epoch}_{f1:.4f}.pt: highest F1, then latest epoch
-    def key(path: Path):
-        _, _, epoch, f1 = path.stem.split("_")
-        return float(f1), int(epoch)
-
-    return max(ckpts, key=key)
-
-
 def run_demo(
     out: str = "demo_out",
     folds: int = 2,
@@ -196,18 +200,18 @@ def run_demo(
         _run_parallel(jobs, log, parallel=workers, status=lambda: _training_status(run_dirs))
         for run_dir in run_dirs:
             (run_dir / "done").write_text("training finished\n")
-    checkpoints = [_best_checkpoint(run_dir) for run_dir in run_dirs]
+    checkpoints = [RunDir(run_dir).best_checkpoint() for run_dir in run_dirs]
 
     # 5. per-checkpoint inference on validation (to tune decoding) and test
     jobs = []
     for ckpt in checkpoints:
         for split in ("valid", "test"):
-            name = f"{ckpt.parent.parent.name}_{ckpt.stem}"
-            if not (results / split / name / "frame_scores.pkl").exists():
+            scores_file = output_path(results, stores / split, ckpt, split)
+            if not scores_file.exists():
                 jobs.append((["main_results_creator_v2.py", "--lmdb_dir", stores / split, "--checkpoint_dir", ckpt,
                               "--save_dir", results, "--split", split, "--stride", stride, "--batch-size", 16,
                               "--workers", 0, "--no-progress"],
-                             out_dir / "logs" / f"inference_{split}_{name}.log"))
+                             out_dir / "logs" / f"inference_{split}_{scores_file.parent.name}.log"))
     if jobs:
         _run_parallel(jobs, log, parallel=workers)
 
@@ -257,3 +261,22 @@ def run_demo(
           f"recall {score['recall']:.4f}   [original decoding: {score_original['f1']:.4f}]")
     print(f"total time: {elapsed / 60:.1f} min")
     return summary
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=_USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--folds", type=int, default=2, help="folds to train (default: 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the demo config's epochs")
+    parser.add_argument("--stride", type=int, default=2, help="inference window stride (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="processes for data generation and stores")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data and training (default: 0)")
+    parser.add_argument("--tiny", action="store_true", help="a minute-long smoke run (tests use it)")
+    return parser.parse_args(argv)
+
+
+main = run_demo
+
+
+def run(argv=None):
+    return run_main(main, parse_args(argv), prefix="demo")

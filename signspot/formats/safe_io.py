@@ -20,15 +20,24 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Mapping
+
+import numpy as np
+
+from .errors import SignspotError
 
 __all__ = [
     "UnsafePickleError",
+    "NotAPickleError",
+    "RestrictedUnpickler",
+    "allowed_globals",
     "atomic_write",
     "atomic_dump_pickle",
     "safe_pickle_load",
     "safe_pickle_loads",
     "NUMPY_GLOBALS",
+    "NUMPY_DTYPE_CLASSES",
+    "BUILTIN_GLOBALS",
 ]
 
 # Globals a pickle of numpy arrays needs (numpy 1.x and 2.x module paths).
@@ -44,37 +53,59 @@ NUMPY_GLOBALS = frozenset(
         ("numpy._core.numeric", "_frombuffer"),
     }
 )
+# numpy >= 1.25 pickles a dtype through its class, e.g. numpy.dtypes.Float64DType.
+NUMPY_DTYPE_CLASSES = frozenset(
+    (type(np.dtype(code)).__module__, type(np.dtype(code)).__qualname__) for code in "?bhilqBHILQefdgFDG"
+)
 
-_BUILTIN_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex")})
+BUILTIN_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex")})
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(SignspotError, pickle.UnpicklingError):
     """Raised when a pickle asks for a type its format does not allow."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: IO[bytes], allowed: frozenset, source: str):
+class RestrictedUnpickler(pickle.Unpickler):
+    """The project's one unpickler for untrusted files.
+
+    Resolves only the ``(module, name)`` pairs in ``allowed``; ``replaced`` maps further
+    pairs to checked stand-ins (e.g. a tensor rebuild that refuses hooks). Anything
+    else raises :class:`UnsafePickleError` naming the type, ``source`` and ``what``
+    the file may hold.
+    """
+
+    def __init__(self, file: IO[bytes], allowed: frozenset, source: str, *, replaced: Mapping | None = None,
+                 what: str | None = None):
         super().__init__(file)
         self._allowed = allowed
+        self._replaced = dict(replaced or {})
         self._source = source
+        self._what = what or ("plain lists/dicts/numbers/strings"
+                              + (" and numpy arrays" if NUMPY_GLOBALS <= allowed else ""))
 
     def find_class(self, module: str, name: str):
+        if (module, name) in self._replaced:
+            return self._replaced[(module, name)]
         if (module, name) in self._allowed:
             return super().find_class(module, name)
         raise UnsafePickleError(
-            f"{self._source}: refusing to unpickle {module}.{name}; this file may only hold "
-            "plain lists/dicts/numbers/strings"
-            + (" and numpy arrays" if NUMPY_GLOBALS <= self._allowed else "")
-            + ". It was not written by this pipeline or has been tampered with."
+            f"{self._source}: refusing to unpickle {module}.{name}; this file may only hold {self._what}. "
+            "It was not written by this pipeline or has been tampered with."
         )
+
+
+def allowed_globals(*, allow_numpy: bool = False, extra_globals=()) -> frozenset:
+    """The ``(module, name)`` pairs a restricted load admits: builtins' containers, numpy if asked, extras."""
+    allowed = set(BUILTIN_GLOBALS) | set(extra_globals)
+    if allow_numpy:
+        allowed |= NUMPY_GLOBALS
+    return frozenset(allowed)
 
 
 def safe_pickle_loads(data: bytes, *, allow_numpy: bool = False, extra_globals=(), source: str = "<bytes>"):
     """Unpickle ``data`` admitting only plain containers/scalars (and numpy if asked)."""
-    allowed = set(_BUILTIN_GLOBALS) | set(extra_globals)
-    if allow_numpy:
-        allowed |= NUMPY_GLOBALS
-    return _RestrictedUnpickler(io.BytesIO(data), frozenset(allowed), source).load()
+    allowed = allowed_globals(allow_numpy=allow_numpy, extra_globals=extra_globals)
+    return RestrictedUnpickler(io.BytesIO(data), allowed, source).load()
 
 
 def safe_pickle_load(path: str | os.PathLike, *, allow_numpy: bool = False, extra_globals=()):
@@ -89,7 +120,11 @@ def safe_pickle_load(path: str | os.PathLike, *, allow_numpy: bool = False, extr
     except UnsafePickleError:
         raise
     except Exception as exc:  # truncated or not a pickle at all
-        raise ValueError(f"{path}: not a readable pickle file ({type(exc).__name__}: {exc})") from exc
+        raise NotAPickleError(f"{path}: not a readable pickle file ({type(exc).__name__}: {exc})") from exc
+
+
+class NotAPickleError(SignspotError, ValueError):
+    """A file that should be a pickle is truncated or something else."""
 
 
 def _current_umask() -> int:

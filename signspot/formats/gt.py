@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .io import atomic_dump_pickle, atomic_write, safe_pickle_load
+from .errors import SignspotError
+from .safe_io import atomic_dump_pickle, atomic_write, safe_pickle_load
 
 __all__ = [
     "Intervals",
@@ -29,7 +30,7 @@ __all__ = [
 Intervals = Dict[str, List[List[int]]]
 
 
-class MalformedIntervalsError(ValueError):
+class MalformedIntervalsError(SignspotError, ValueError):
     """A ground-truth or prediction file that does not follow the format."""
 
 

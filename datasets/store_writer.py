@@ -1,0 +1,548 @@
+"""Creation of LMDB frame stores: the ``signspot`` layout read by :class:`datasets.frame_store.FrameStore`.
+
+Creation streams frames (one decoded frame per worker in memory at a time) and
+writes into ``<dest>.partial``; finished videos are recorded by their ``meta``
+key, so a rerun after an interruption skips them; the directory is renamed to
+``<dest>`` only after the manifest is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import lmdb
+
+from datasets.frame_store import (
+    _FRAME_PREFIX,
+    _META_PREFIX,
+    MANIFEST_KEY,
+    ORIGINAL_FPS,
+    SETTINGS_KEY,
+    STORE_FORMAT,
+    STORE_VERSION,
+    FrameStoreError,
+    _frame_key,
+    _meta_key,
+)
+from signspot.formats.gt import video_name
+
+__all__ = [
+    "BadVideoError",
+    "create_frame_store",
+    "crop_box",
+    "VIDEO_EXTENSIONS",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+BOX_MARGIN = 0.10  # crop = box enlarged by 10% of its width/height on each side
+
+_CHUNK_FRAMES = 32  # frames per message from a worker / per write transaction
+_INITIAL_MAP_SIZE = 1 << 36  # 64 GiB of address space; grown on MapFullError
+
+
+class BadVideoError(FrameStoreError):
+    """One input video cannot be stored (unreadable, no box, bad box)."""
+
+    def __init__(self, video: str, message: str):
+        super().__init__(f"video {video!r}: {message}")
+        self.video = video
+        self.reason = message
+
+
+def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int, int]:
+    """The crop taken for signer box ``[x1, y1, x2, y2]`` in a ``width`` x ``height`` frame.
+
+    The box is enlarged by 10% of its width (height) on the left and right (top
+    and bottom), then clipped to the frame. Raises ``ValueError`` for a box of
+    zero size or one that lies outside the frame.
+    """
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    if bw <= 0 or bh <= 0:
+        raise ValueError(f"signer box {list(box)} has zero size (need x1 < x2 and y1 < y2)")
+    cx1 = max(0, int(round(x1 - BOX_MARGIN * bw)))
+    cy1 = max(0, int(round(y1 - BOX_MARGIN * bh)))
+    cx2 = min(width, int(round(x2 + BOX_MARGIN * bw)))
+    cy2 = min(height, int(round(y2 + BOX_MARGIN * bh)))
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
+    return cx1, cy1, cx2, cy2
+
+
+@dataclass(frozen=True)
+class _Task:
+    video: str
+    source: str
+    box: Optional[Tuple[int, int, int, int]]  # None: full frame (no box given)
+    crop: Tuple[int, int, int, int]
+    width: int
+    height: int
+    fps: float
+    header_frames: int
+    size: int
+    quality: int
+
+
+def _probe(path: Path) -> Tuple[int, int, float, int]:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ValueError("cannot be opened (corrupt, truncated or not a video)")
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    if width <= 0 or height <= 0:
+        raise ValueError("has no readable frame size (corrupt or not a video)")
+    return width, height, fps, count
+
+
+def _encode_video(task: _Task) -> Iterator[tuple]:
+    """Yield ``("frames", video, first_index, [jpeg, ...])`` chunks then ``("done", video, meta)``.
+
+    Holds one decoded frame and one chunk of JPEG bytes at a time.
+    """
+    cap = cv2.VideoCapture(task.source)
+    if not cap.isOpened():
+        raise BadVideoError(task.video, f"{task.source} cannot be opened (corrupt, truncated or not a video)")
+    x1, y1, x2, y2 = task.crop
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(task.quality)]
+    chunk: List[bytes] = []
+    first = 0
+    count = 0
+    stored_hw = None
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if frame.shape[0] != task.height or frame.shape[1] != task.width:
+                raise BadVideoError(
+                    task.video,
+                    f"{task.source}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, "
+                    f"the header says {task.width}x{task.height}",
+                )
+            crop = frame[y1:y2, x1:x2]
+            if task.size > 0:
+                crop = cv2.resize(crop, (task.size, task.size), interpolation=cv2.INTER_LINEAR)
+            stored_hw = crop.shape[:2]
+            ok, jpeg = cv2.imencode(".jpg", crop, params)
+            if not ok:
+                raise BadVideoError(task.video, f"{task.source}: JPEG encoding of frame {count} failed")
+            chunk.append(jpeg.tobytes())
+            count += 1
+            if len(chunk) == _CHUNK_FRAMES:
+                yield ("frames", task.video, first, chunk)
+                first, chunk = count, []
+    finally:
+        cap.release()
+    if chunk:
+        yield ("frames", task.video, first, chunk)
+    if count == 0:
+        raise BadVideoError(task.video, f"{task.source}: no frame could be decoded (corrupt or unreadable video)")
+    # A decoder that stops well short of the header's count met corrupt data.
+    if task.header_frames > 0 and count < task.header_frames - max(2, int(0.01 * task.header_frames)):
+        raise BadVideoError(
+            task.video,
+            f"{task.source}: only {count} of the {task.header_frames} frames in its header could be decoded "
+            "(corrupt or truncated video)",
+        )
+    meta = {
+        "num_frames": count,
+        "fps": task.fps,
+        "width": task.width,
+        "height": task.height,
+        "box": list(task.box) if task.box is not None else None,
+        "crop": list(task.crop),
+        "frame_height": int(stored_hw[0]),
+        "frame_width": int(stored_hw[1]),
+        "source": task.source,
+        "header_frames": task.header_frames,
+    }
+    yield ("done", task.video, meta)
+
+
+def _worker_main(tasks, results) -> None:
+    """Worker process: encode videos from ``tasks`` and send chunks to ``results``."""
+    cv2.setNumThreads(1)
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        results.put(("start", task.video, os.getpid()))
+        try:
+            for message in _encode_video(task):
+                results.put(message)
+        except BadVideoError as exc:
+            results.put(("error", task.video, exc.reason))
+        except Exception as exc:  # anything unexpected still names the video
+            results.put(("error", task.video, f"{task.source}: {type(exc).__name__}: {exc}"))
+
+
+def _load_boxes(bbox_path: Path) -> Dict[str, object]:
+    try:
+        boxes = json.loads(bbox_path.read_text())
+    except FileNotFoundError:
+        raise FrameStoreError(f"{bbox_path}: no such box file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameStoreError(f"{bbox_path}: not a JSON file ({exc})") from None
+    if not isinstance(boxes, dict):
+        raise FrameStoreError(f"{bbox_path}: expected a JSON object {{video: [x1, y1, x2, y2]}}")
+    return boxes
+
+
+def _parse_box(value) -> Tuple[int, int, int, int]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
+        raise ValueError(f"signer box {value!r} is not [x1, y1, x2, y2] numbers")
+    return tuple(int(round(v)) for v in value)
+
+
+def _find_videos(dataset_dir: Path) -> Dict[str, Path]:
+    if not dataset_dir.is_dir():
+        raise FrameStoreError(f"{dataset_dir}: no such video folder")
+    found: Dict[str, Path] = {}
+    for path in sorted(dataset_dir.iterdir()):
+        if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+            continue
+        name = video_name(path)
+        if name in found:
+            raise FrameStoreError(f"{dataset_dir}: {found[name].name} and {path.name} are the same video {name!r}")
+        found[name] = path
+    if not found:
+        raise FrameStoreError(f"{dataset_dir}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+    return found
+
+
+def _as_path_list(value, what: str) -> List[Path]:
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    paths = [Path(v) for v in value]
+    if not paths:
+        raise FrameStoreError(f"no {what} given")
+    return paths
+
+
+def _pair_sources(dataset_dirs: List[Path], bbox_paths: List[Path]) -> Dict[str, Tuple[Path, Path]]:
+    """``{video: (file, box file)}`` over every video folder, each paired with its box file.
+
+    A video name found in two folders is an error naming both files.
+    """
+    if len(dataset_dirs) != len(bbox_paths):
+        raise FrameStoreError(
+            f"{len(dataset_dirs)} video folder(s) but {len(bbox_paths)} box file(s): give one box file per "
+            f"video folder, in the same order (folders: {', '.join(map(str, dataset_dirs))}; "
+            f"box files: {', '.join(map(str, bbox_paths))})"
+        )
+    videos: Dict[str, Tuple[Path, Path]] = {}
+    for folder, bbox_path in zip(dataset_dirs, bbox_paths):
+        for name, path in _find_videos(folder).items():
+            if name in videos:
+                raise FrameStoreError(
+                    f"video {name!r} is in two video folders: {videos[name][0]} and {path}; "
+                    "a store holds each video name once"
+                )
+            videos[name] = (path, bbox_path)
+    return videos
+
+
+class _Writer:
+    """The only writer of the partial LMDB (LMDB allows a single writer)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.env = lmdb.open(str(path), map_size=_INITIAL_MAP_SIZE, subdir=True, sync=False, metasync=False,
+                             readahead=False, meminit=False, max_dbs=0)
+
+    def put_many(self, items: Sequence[Tuple[bytes, bytes]]) -> None:
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for key, value in items:
+                        txn.put(key, value)
+                return
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    def get(self, key: bytes) -> Optional[bytes]:
+        with self.env.begin() as txn:
+            return txn.get(key)
+
+    def _delete_frames_from(self, video: str, first: int) -> None:
+        prefix = f"{_FRAME_PREFIX}{video}/".encode()
+        with self.env.begin(write=True) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(_frame_key(video, first)):
+                while cursor.key().startswith(prefix):
+                    if not cursor.delete():
+                        break
+
+    def drop_video(self, video: str) -> None:
+        """Remove the frames a failed video left behind."""
+        self._delete_frames_from(video, 0)
+
+    def finish_video(self, video: str, meta: dict) -> None:
+        # Frames beyond the count (left from an older interrupted attempt) are removed,
+        # then the data is flushed before the meta key marks the video complete.
+        self._delete_frames_from(video, int(meta["num_frames"]))
+        self.env.sync(True)
+        self.put_many([(_meta_key(video), json.dumps(meta).encode())])
+        self.env.sync(True)
+
+    def completed(self) -> Dict[str, dict]:
+        done = {}
+        with self.env.begin() as txn:
+            cursor = txn.cursor()
+            prefix = _META_PREFIX.encode()
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    done[key[len(prefix):].decode()] = json.loads(value)
+        return done
+
+    def close(self) -> None:
+        self.env.sync(True)
+        self.env.close()
+
+
+def _default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def create_frame_store(
+    dest_dir: str | os.PathLike,
+    dataset_dir: str | os.PathLike | Sequence[str | os.PathLike],
+    bbox_path: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    size: int = 256,
+    quality: int = 90,
+    workers: Optional[int] = None,
+    skip_bad: bool = False,
+    full_frame_if_missing: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Crop, resize and JPEG-encode every frame of every video into an LMDB store at ``dest_dir``.
+
+    ``size`` > 0 stores ``size`` x ``size`` frames (``cv2.INTER_LINEAR``), 0 keeps the
+    crop's own size. ``workers`` processes encode videos in parallel (0: in this
+    process); this process is the only LMDB writer. Work goes to ``<dest_dir>.partial``
+    and is renamed to ``dest_dir`` when every video is stored; rerunning after an
+    interruption skips the videos already stored there.
+
+    A bad video raises :class:`BadVideoError` naming it (the partial store is kept
+    for a rerun); with ``skip_bad`` the other videos are still stored, the store is
+    finished with the bad ones listed in its manifest (``FrameStore.skipped``) and
+    the returned ``bad`` dict names them.
+
+    ``dataset_dir`` and ``bbox_path`` may each be a list (same length, paired in
+    order: the videos of ``dataset_dir[i]`` take their boxes from ``bbox_path[i]``),
+    to hold several folders (e.g. training and validation videos) in one store; a
+    video name found in two folders is an error naming both files. Missing parent
+    folders of ``dest_dir`` are created.
+
+    Returns ``{"path", "stored", "resumed", "bad"}``: videos encoded in this run,
+    videos found already complete, and ``{video: reason}`` for the skipped ones.
+    """
+    dest = Path(dest_dir)
+    partial = dest.with_name(dest.name + ".partial")
+    dataset_dirs = _as_path_list(dataset_dir, "video folder")
+    bbox_paths = _as_path_list(bbox_path, "box file")
+    if int(size) < 0:
+        raise FrameStoreError(f"size must be >= 0 (0 keeps the crop's size), got {size}")
+    if not 1 <= int(quality) <= 100:
+        raise FrameStoreError(f"JPEG quality must be in [1, 100], got {quality}")
+    size, quality = int(size), int(quality)
+    workers = _default_workers() if workers is None else max(0, int(workers))
+    if dest.exists():
+        raise FrameStoreError(f"{dest}: already exists; remove it (or choose another --dest_dir) to build a new store")
+
+    videos = _pair_sources(dataset_dirs, bbox_paths)
+    boxes = {path: _load_boxes(path) for path in dict.fromkeys(bbox_paths)}
+
+    # Check every video's header and box before any encoding, so that bad input is
+    # reported at once and (without skip_bad) before hours of work.
+    bad: Dict[str, str] = {}
+    tasks: List[_Task] = []
+    for video, (path, video_bbox_path) in videos.items():
+        try:
+            width, height, fps, count = _probe(path)
+        except ValueError as exc:
+            bad[video] = f"{path}: {exc}"
+            continue
+        video_boxes = boxes[video_bbox_path]
+        raw_box = video_boxes.get(video, video_boxes.get(path.stem))
+        try:
+            if raw_box is None:
+                if not full_frame_if_missing:
+                    raise ValueError(
+                        f"no signer box in {video_bbox_path} (use --full-frame-if-missing to store whole frames)"
+                    )
+                box, crop = None, (0, 0, width, height)
+            else:
+                box = _parse_box(raw_box)
+                crop = crop_box(box, width, height)
+        except ValueError as exc:
+            bad[video] = f"{path}: {exc}"
+            continue
+        if not (fps > 0 and math.isfinite(fps)):
+            fps = ORIGINAL_FPS
+        tasks.append(_Task(video, str(path), box, crop, width, height, fps, count, size, quality))
+    if bad and not skip_bad:
+        first = next(iter(bad))
+        if len(bad) == 1:
+            raise BadVideoError(first, bad[first])
+        listing = "\n".join(f"  {v}: {r}" for v, r in bad.items())
+        raise BadVideoError(first, f"{bad[first]}\n{len(bad)} bad videos in all:\n{listing}")
+
+    settings = {"size": size, "quality": quality, "box_margin": BOX_MARGIN}
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FrameStoreError(f"{dest.parent}: cannot create the store's parent folder ({exc})") from None
+    writer = _Writer(partial)
+    try:
+        previous = writer.get(SETTINGS_KEY)
+        if previous is not None and json.loads(previous) != settings:
+            raise FrameStoreError(
+                f"{partial}: an unfinished run with different settings {json.loads(previous)} is in the way "
+                f"(now {settings}); remove it or rerun with its settings"
+            )
+        writer.put_many([(SETTINGS_KEY, json.dumps(settings).encode())])
+        done = writer.completed()
+        resumed = []
+        todo = []
+        for task in tasks:
+            old = done.get(task.video)
+            if old is not None and old.get("crop") == list(task.crop) and old.get("source") == task.source:
+                resumed.append(task.video)
+            else:
+                todo.append(task)
+        stored = _run_tasks(writer, todo, workers, skip_bad, bad, progress)
+        all_videos = sorted(set(stored) | set(resumed))
+        if not all_videos:
+            raise FrameStoreError(f"{', '.join(map(str, dataset_dirs))}: no video could be stored:\n" +
+                                  "\n".join(f"  {v}: {r}" for v, r in bad.items()))
+        manifest = {
+            "format": STORE_FORMAT,
+            "version": STORE_VERSION,
+            "videos": all_videos,
+            "skipped": dict(sorted(bad.items())),
+            "settings": settings,
+            # one str each for a single folder, lists (paired in order) for several
+            "source_dir": str(dataset_dirs[0]) if len(dataset_dirs) == 1 else [str(d) for d in dataset_dirs],
+            "bbox_path": str(bbox_paths[0]) if len(bbox_paths) == 1 else [str(b) for b in bbox_paths],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        writer.put_many([(MANIFEST_KEY, json.dumps(manifest).encode())])
+    finally:
+        writer.close()
+    os.replace(partial, dest)
+    return {"path": str(dest), "stored": stored, "resumed": resumed, "bad": dict(bad)}
+
+
+def _progress_bar(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, unit="frame", desc="frames", disable=not enabled, file=sys.stderr)
+
+
+def _run_tasks(writer: _Writer, tasks: List[_Task], workers: int, skip_bad: bool, bad: dict, progress: bool) -> list:
+    stored: List[str] = []
+    bar = _progress_bar(sum(max(t.header_frames, 0) for t in tasks), progress)
+
+    def handle(message) -> None:
+        kind, video = message[0], message[1]
+        if kind == "frames":
+            first, chunk = message[2], message[3]
+            writer.put_many([(_frame_key(video, first + i), jpeg) for i, jpeg in enumerate(chunk)])
+            if bar is not None:
+                bar.update(len(chunk))
+        elif kind == "done":
+            writer.finish_video(video, message[2])
+            stored.append(video)
+        elif kind == "error":
+            writer.drop_video(video)
+            if not skip_bad:
+                raise BadVideoError(video, message[2])
+            bad[video] = message[2]
+
+    try:
+        if workers == 0:
+            for task in tasks:
+                try:
+                    for message in _encode_video(task):
+                        handle(message)
+                except BadVideoError as exc:
+                    handle(("error", exc.video, exc.reason))
+        elif tasks:
+            _run_pool(tasks, min(workers, len(tasks)), handle)
+    finally:
+        if bar is not None:
+            bar.close()
+    return stored
+
+
+def _run_pool(tasks: List[_Task], workers: int, handle) -> None:
+    ctx = mp.get_context("spawn")  # OpenCV/FFmpeg threads do not survive fork safely
+    task_queue = ctx.Queue()
+    results = ctx.Queue(maxsize=4 * workers)  # bounds memory: a few chunks in flight per worker
+    for task in tasks:
+        task_queue.put(task)
+    for _ in range(workers):
+        task_queue.put(None)
+    procs = [ctx.Process(target=_worker_main, args=(task_queue, results), daemon=True) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    current: Dict[int, str] = {}  # worker pid -> video it is encoding
+    finished = 0
+    try:
+        while finished < len(tasks):
+            try:
+                message = results.get(timeout=1.0)
+            except queue.Empty:
+                for proc in procs:
+                    if proc.exitcode not in (None, 0) and proc.pid in current:
+                        video = current.pop(proc.pid)
+                        finished += 1
+                        handle(("error", video, f"worker process died (exit code {proc.exitcode}) while encoding it"))
+                if all(proc.exitcode is not None for proc in procs) and results.empty():
+                    if finished < len(tasks):
+                        raise FrameStoreError("worker processes exited before every video was encoded") from None
+                continue
+            if message[0] == "start":
+                current[message[2]] = message[1]
+                continue
+            if message[0] in ("done", "error"):
+                finished += 1
+                for pid, video in list(current.items()):
+                    if video == message[1]:
+                        del current[pid]
+            handle(message)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
+        results.close()
+        task_queue.close()
+        results.cancel_join_thread()
+        task_queue.cancel_join_thread()

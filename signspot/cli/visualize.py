@@ -1,0 +1,87 @@
+"""Plot results: per-video timelines (ground truth, predictions, score heatmap), per-class F1
+bars and precision/recall over IoU thresholds.
+
+    python scripts/visualize.py --scores chalearn_results/valid --gt MSSL_VAL_SET_GT.pkl \\
+        --pred val_predictions.pkl --out plots/ [--videos p01_n000 p01_n001] [--class-names names.csv]
+"""
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..decode import DecodeSettings, decode_all
+from ..ensemble import ensemble_frame_scores, find_score_files
+from ..formats.gt import load_intervals
+from ..metric import score_report
+from ..original_results import load_any_scores
+from ..plots import load_class_names, plot_class_f1, plot_threshold_curves, plot_video_timeline
+from ._exit import CommandError, run_main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scores", help="a per-frame score file (or original dict_results.pkl), or a folder to ensemble")
+    p.add_argument("--gt", help="ground truth (.pkl or folder of <video>.txt)")
+    p.add_argument("--pred", help="predictions (.pkl or folder); default: decode --scores with the original rule")
+    p.add_argument("--out", default="plots", help="output folder for the PNGs (default: %(default)s)")
+    p.add_argument("--videos", nargs="*", help="videos to draw timelines for (default: the first --max-videos)")
+    p.add_argument("--max-videos", type=int, default=10, help="timelines drawn when --videos is not given")
+    p.add_argument("--class-names", help="JSON list / {id: name} or CSV 'id,name' of class names")
+    p.add_argument("--exclude", nargs="*", default=[], help="patterns excluded when --scores is a folder")
+    return p.parse_args(argv)
+
+
+def main(
+    scores: Optional[str] = None,
+    gt: Optional[str] = None,
+    pred: Optional[str] = None,
+    out: str = "plots",
+    videos: Optional[Sequence[str]] = None,
+    class_names: Optional[str] = None,
+    max_videos: int = 10,
+    exclude: Sequence[str] = (),
+) -> list:
+    """Write the figures to ``out``; returns the written paths."""
+    from tqdm import tqdm
+
+    names = load_class_names(class_names)
+    frame_scores = {}
+    if scores:
+        if Path(scores).is_dir():
+            frame_scores = ensemble_frame_scores(find_score_files(scores, exclude), progress=False)
+        else:
+            frame_scores = load_any_scores(scores)["videos"]
+    gt_data = load_intervals(gt) if gt else {}
+    if pred:
+        pred_data = load_intervals(pred)
+    elif frame_scores:
+        pred_data = decode_all(frame_scores, DecodeSettings())
+    else:
+        pred_data = {}
+    if not (frame_scores or gt_data or pred_data):
+        raise CommandError("nothing to plot: give --scores, --gt and/or --pred")
+
+    out_dir = Path(out)
+    written = []
+    chosen = list(videos) if videos else sorted(set(frame_scores) | set(gt_data) | set(pred_data))[:max_videos]
+    unknown = [v for v in chosen if v not in frame_scores and v not in gt_data and v not in pred_data]
+    if unknown:
+        raise CommandError(f"videos not found in the given files: {unknown}")
+    for video in tqdm(chosen, desc="timelines", unit="video"):
+        entry = frame_scores.get(video)
+        written.append(plot_video_timeline(
+            out_dir / f"timeline_{video}.png", video,
+            scores=None if entry is None else entry["scores"], fps=25.0 if entry is None else entry["fps"],
+            gt=gt_data.get(video, []), pred=pred_data.get(video, []), class_names=names,
+        ))
+    if gt_data and pred_data:
+        report = score_report(gt_data, pred_data)
+        written.append(plot_class_f1(out_dir / "class_f1.png", report, names))
+        written.append(plot_threshold_curves(out_dir / "iou_thresholds.png", report))
+    for p in written:
+        print(p)
+    return written
+
+
+def run(argv=None):
+    return run_main(main, parse_args(argv))

@@ -1,0 +1,247 @@
+"""Windows -> per-frame scores: the one path of validation and inference.
+
+:func:`score_videos` streams the windows of whole videos
+(:class:`datasets.video_windows.StreamingWindowDataset`), runs the network on them
+and folds each batch into a :class:`FrameScoreAccumulator`, the original system's
+aggregation (SPEC, "Inference"): softmax each head over classes, nearest-upsample it
+in time to the window length, take the weighted sum over heads (inference: 1/5 each;
+validation: head "x" alone, ``eval.head_weights``), add it to frames ``[s, s + window)``
+of the window starting at ``s``, and divide each frame by the total weight it
+received. Rows past the video's end (a padded short video) are discarded.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from datasets.transforms import normalize_clip
+from datasets.video_windows import StreamingWindowDataset, gather_windows
+
+from .formats.errors import SignspotError
+from .formats.scores import as_numpy
+from .formats.timebase import HEAD_NAMES
+from .runtime import Runtime, loader_worker_init
+
+__all__ = [
+    "FrameScoreAccumulator",
+    "ScoringError",
+    "head_weights_from",
+    "score_videos",
+    "softmax",
+    "upsample_nearest",
+]
+
+
+class ScoringError(SignspotError, ValueError):
+    """Scoring options or inputs that cannot give every frame a score."""
+
+
+def head_weights_from(weights: Sequence[float]) -> dict:
+    """``{head: weight}`` of the heads with a non-zero weight, from weights in HEAD_NAMES' order."""
+    if len(weights) != len(HEAD_NAMES):
+        raise ScoringError(f"{len(weights)} head weights for the {len(HEAD_NAMES)} heads {HEAD_NAMES}")
+    return {head: float(w) for head, w in zip(HEAD_NAMES, weights) if w}
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float32 (float64 in, float64 out); sums stay in float64."""
+    z = np.asarray(logits)
+    z = z.astype(np.float64 if z.dtype == np.float64 else np.float32)
+    z = z - z.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
+
+
+def upsample_nearest(x: np.ndarray, size: int, axis: int = 1) -> np.ndarray:
+    """Nearest-neighbour resize along ``axis`` (``torch.nn.functional.interpolate`` 'nearest')."""
+    length = x.shape[axis]
+    if length == size:
+        return x
+    index = np.minimum(np.floor(np.arange(size) * (length / size)).astype(np.int64), length - 1)
+    return np.take(x, index, axis=axis)
+
+
+class FrameScoreAccumulator:
+    """Accumulate window predictions of one video into per-frame scores, batch by batch.
+
+    >>> acc = FrameScoreAccumulator(num_frames, num_classes + 1, window=32)
+    >>> for starts, logits in batches:      # logits: {"x4": (N, 4, C+1), ..., "x": (N, 32, C+1)}
+    ...     acc.add(starts, logits)
+    >>> frame_scores = acc.result()         # (num_frames, C+1) float32
+
+    ``head_weights``: ``{head: weight}``; ``None`` gives every head of the first
+    batch the same weight ``1 / number_of_heads`` (the original's 1/5 each).
+    """
+
+    def __init__(
+        self, num_frames: int, num_columns: int, window: int, head_weights: Optional[Mapping[str, float]] = None
+    ):
+        if num_frames < 1 or num_columns < 2 or window < 1:
+            raise ValueError(f"need num_frames >= 1, num_columns >= 2, window >= 1; got {num_frames}, {num_columns}, {window}")
+        self.num_frames = int(num_frames)
+        self.num_columns = int(num_columns)
+        self.window = int(window)
+        self.head_weights = None if head_weights is None else {k: float(v) for k, v in head_weights.items()}
+        # Padding rows absorb windows that run past the end of a short video.
+        self._sum = np.zeros((self.num_frames + self.window, self.num_columns), dtype=np.float64)
+        self._weight = np.zeros(self.num_frames + self.window, dtype=np.float64)
+        self.num_windows = 0
+
+    def add(self, window_starts, head_logits: Mapping[str, object]) -> None:
+        """Add a batch: ``window_starts`` (N,) ints; ``head_logits[h]`` (N, T_h, C+1) logits."""
+        starts = np.asarray(as_numpy(window_starts), dtype=np.int64).reshape(-1)
+        if not head_logits:
+            raise ValueError("head_logits is empty")
+        if self.head_weights is None:
+            self.head_weights = {h: 1.0 / len(head_logits) for h in head_logits}
+        unknown = set(head_logits) - set(self.head_weights)
+        if unknown:
+            raise ValueError(f"heads {sorted(unknown)} have no weight in head_weights {self.head_weights}")
+        if len(starts) and (starts.min() < 0 or starts.max() >= self.num_frames):
+            raise ValueError(f"window starts must lie in [0, {self.num_frames}), got {starts.min()}..{starts.max()}")
+        combined = np.zeros((len(starts), self.window, self.num_columns), dtype=np.float64)
+        total_weight = 0.0
+        for head, weight in self.head_weights.items():
+            if head not in head_logits:
+                raise ValueError(f"head {head!r} (weight {weight}) is missing from this batch")
+            if weight == 0:
+                continue
+            logits = as_numpy(head_logits[head])
+            if logits.ndim != 3 or logits.shape[0] != len(starts) or logits.shape[2] != self.num_columns:
+                raise ValueError(
+                    f"head {head!r}: expected logits of shape ({len(starts)}, T, {self.num_columns}), got {logits.shape}"
+                )
+            combined += weight * upsample_nearest(softmax(logits), self.window, axis=1)
+            total_weight += weight
+        if total_weight <= 0:
+            raise ValueError(f"head weights sum to {total_weight}; at least one must be positive")
+        if len(np.unique(starts)) == len(starts):
+            for offset in range(self.window):  # each offset touches distinct rows: plain += is exact
+                self._sum[starts + offset] += combined[:, offset]
+                self._weight[starts + offset] += total_weight
+        else:
+            rows = (starts[:, None] + np.arange(self.window)[None, :]).reshape(-1)
+            np.add.at(self._sum, rows, combined.reshape(-1, self.num_columns))
+            np.add.at(self._weight, rows, total_weight)
+        self.num_windows += len(starts)
+
+    def result(self) -> np.ndarray:
+        """Per-frame scores (num_frames, C+1), float32. Every frame must be covered by a window."""
+        weight = self._weight[: self.num_frames]
+        uncovered = np.flatnonzero(weight == 0)
+        if len(uncovered):
+            raise ValueError(
+                f"{len(uncovered)} of {self.num_frames} frames are covered by no window "
+                f"(first {uncovered[0]}, last {uncovered[-1]})"
+            )
+        return (self._sum[: self.num_frames] / weight[:, None]).astype(np.float32)
+
+
+def score_videos(
+    model: torch.nn.Module,
+    store,
+    videos: Sequence[str],
+    *,
+    window: int,
+    stride: int,
+    transform,
+    runtime: Runtime,
+    head_weights: Optional[Mapping[str, float]] = None,
+    batch_size: int = 8,
+    workers: int = 0,
+    flip_tta: bool = False,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Score every frame of ``videos``; returns ``{video: {"scores", "fps", "num_frames"}}``.
+
+    ``scores`` is a float32 ``(num_frames, C + 1)`` array of probabilities (the scores
+    file stores it as float16); only the
+    heads with a weight in ``head_weights`` (default: every head, 1/5 each) are read.
+    With ``flip_tta`` each window is also run mirrored left-right and both count as
+    windows of equal weight. The model runs under ``runtime``'s device and autocast.
+    """
+    if stride > window:
+        raise ScoringError(f"stride {stride} > window {window} would leave frames between windows without scores")
+    device = runtime.device
+    head_weights = dict(head_weights) if head_weights is not None else {h: 1.0 / len(HEAD_NAMES) for h in HEAD_NAMES}
+    frame_counts = {v: int(store.num_frames(v)) for v in videos}
+    for video, count in frame_counts.items():
+        if count < 1:
+            raise ScoringError(f"{getattr(store, 'path', 'frame store')}: video {video!r} has no frames")
+    # Longest first so round-robin sharding over workers stays balanced.
+    ordered = sorted(videos, key=lambda v: (-frame_counts[v], v))
+    dataset = StreamingWindowDataset(
+        store, ordered, window=window, stride=stride, batch_size=batch_size, transform=transform
+    )
+    total_windows = sum(dataset.num_windows(frame_counts[v]) for v in ordered)
+    workers = min(int(workers), len(ordered))
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=loader_worker_init if workers > 0 else None,
+        prefetch_factor=2 if workers > 0 else None,
+        # Fresh interpreters: an LMDB environment inherited through fork cannot be reopened
+        # in the child, and the store was opened here to count frames.
+        multiprocessing_context="spawn" if workers > 0 else None,
+    )
+    was_training = model.training
+    model.eval()
+    pending: dict[int, list] = {}  # video_index -> [accumulator, windows seen]
+    results: dict[str, dict] = {}
+    bar = _progress(total_windows, progress, desc="windows")
+    with torch.inference_mode():
+        for batch in loader:
+            frames = normalize_clip(batch["frames"].to(device, non_blocking=True))  # uint8 -> float, on the device
+            clips = gather_windows(frames, batch["offsets"].tolist(), window)
+            n_windows = len(clips)
+            views = [clips, clips.flip(-1)] if flip_tta else [clips]
+            video_index = int(batch["video_index"])
+            starts = batch["starts"].numpy()
+            for view in views:
+                with runtime.autocast():
+                    outputs = model(view)
+                head_logits = {h: outputs[h].float().cpu().numpy() for h in head_weights}
+                if video_index not in pending:
+                    num_columns = next(iter(head_logits.values())).shape[-1]
+                    accumulator = FrameScoreAccumulator(int(batch["num_frames"]), num_columns, window, head_weights)
+                    pending[video_index] = [accumulator, 0]
+                pending[video_index][0].add(starts, head_logits)
+            pending[video_index][1] += n_windows
+            bar.update(n_windows)
+            if pending[video_index][1] == int(batch["num_windows"]):
+                accumulator, _ = pending.pop(video_index)
+                video = ordered[video_index]
+                results[video] = {
+                    "scores": accumulator.result(),
+                    "fps": float(store.fps(video)),
+                    "num_frames": frame_counts[video],
+                }
+    bar.close()
+    model.train(was_training)
+    if pending:  # a worker died without raising, or a batch went missing
+        missing = [ordered[i] for i in pending]
+        raise RuntimeError(f"scoring ended with videos not fully scored: {missing}")
+    return {v: results[v] for v in videos}
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if enabled:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="win", dynamic_ncols=True)
+
+    class _Silent:
+        def update(self, n):
+            pass
+
+        def close(self):
+            pass
+
+    return _Silent()

@@ -1,0 +1,70 @@
+"""Validation during training: the official F1 of the fold's validation videos.
+
+The per-frame scores come from :func:`signspot.scoring.score_videos`, the path
+inference takes, with non-overlapping windows (stride = window; the last one is
+shifted back onto the tail and averaged with the window it overlaps) and the
+heads of ``eval.head_weights`` (default head "x" alone, the original's rule).
+They are decoded with the original rule (:func:`signspot.decode.decode_frame_scores`)
+and scored against the validation CSV's signs with the official metric. Under
+torchrun each process scores its share of the videos; only the (small)
+predictions travel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .config import Config, ConfigError
+from .decode import decode_frame_scores
+from .metric import official_score
+from .runtime import Runtime, all_gather_objects
+from .scoring import head_weights_from, score_videos
+from .train_data import intervals_from_rows, read_fold_csv
+
+__all__ = ["ValidationSet", "build_validation", "validate"]
+
+
+@dataclass
+class ValidationSet:
+    videos: list  # every validation video
+    gt: dict  # {video: [[cls, start_ms, end_ms]]}
+    my_videos: list  # this process's share
+    transform: object  # datasets.transforms.EvalClipTransform
+    head_weights: dict  # {head: weight}
+
+
+def build_validation(cfg: Config, store, rt: Runtime) -> Optional[ValidationSet]:
+    if cfg.eval.every_epochs == 0:
+        return None
+    if cfg.data.val_csv is None:
+        raise ConfigError("data.folds_dir or data.val_csv: one must be set to validate (or set eval.every_epochs=0)")
+    from datasets.transforms import EvalClipTransform
+
+    rows = read_fold_csv(cfg.data.val_csv, store, cfg.data.num_classes, role="val")
+    videos = sorted({row["video"] for row in rows})
+    transform = EvalClipTransform(resize=cfg.data.resize, crop=cfg.data.crop)
+    return ValidationSet(
+        videos=videos,
+        gt=intervals_from_rows(rows, store),
+        my_videos=videos[rt.dist.rank :: rt.dist.world_size],
+        transform=transform,
+        head_weights=head_weights_from(cfg.eval.head_weights),
+    )
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, val: ValidationSet, store, cfg: Config, rt: Runtime) -> dict:
+    """Official F1 on the validation videos (all processes get the same result)."""
+    scores = score_videos(
+        model, store, val.my_videos, window=cfg.data.window, stride=cfg.data.window, transform=val.transform,
+        runtime=rt, head_weights=val.head_weights, batch_size=cfg.eval.batch_size, workers=cfg.eval.num_workers,
+        progress=False,
+    )
+    predictions = {video: decode_frame_scores(entry["scores"], entry["fps"]) for video, entry in scores.items()}
+    merged = {}
+    for part in all_gather_objects(predictions):
+        merged.update(part)
+    return official_score(val.gt, merged)
