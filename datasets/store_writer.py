@@ -34,7 +34,15 @@ from datasets.frame_store import (
     _frame_key,
     _meta_key,
 )
-from signspot.formats.gt import video_name
+from datasets.store_inputs import (
+    BOX_MARGIN,
+    VIDEO_EXTENSIONS,
+    as_path_list,
+    crop_box,
+    load_boxes,
+    pair_sources,
+    parse_box,
+)
 
 __all__ = [
     "BadVideoError",
@@ -42,9 +50,6 @@ __all__ = [
     "crop_box",
     "VIDEO_EXTENSIONS",
 ]
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-BOX_MARGIN = 0.10  # crop = box enlarged by 10% of its width/height on each side
 
 _CHUNK_FRAMES = 32  # frames per message from a worker / per write transaction
 _INITIAL_MAP_SIZE = 1 << 36  # 64 GiB of address space; grown on MapFullError
@@ -57,26 +62,6 @@ class BadVideoError(FrameStoreError):
         super().__init__(f"video {video!r}: {message}")
         self.video = video
         self.reason = message
-
-
-def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int, int]:
-    """The crop taken for signer box ``[x1, y1, x2, y2]`` in a ``width`` x ``height`` frame.
-
-    The box is enlarged by 10% of its width (height) on the left and right (top
-    and bottom), then clipped to the frame. Raises ``ValueError`` for a box of
-    zero size or one that lies outside the frame.
-    """
-    x1, y1, x2, y2 = box
-    bw, bh = x2 - x1, y2 - y1
-    if bw <= 0 or bh <= 0:
-        raise ValueError(f"signer box {list(box)} has zero size (need x1 < x2 and y1 < y2)")
-    cx1 = max(0, int(round(x1 - BOX_MARGIN * bw)))
-    cy1 = max(0, int(round(y1 - BOX_MARGIN * bh)))
-    cx2 = min(width, int(round(x2 + BOX_MARGIN * bw)))
-    cy2 = min(height, int(round(y2 + BOX_MARGIN * bh)))
-    if cx2 <= cx1 or cy2 <= cy1:
-        raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
-    return cx1, cy1, cx2, cy2
 
 
 @dataclass(frozen=True)
@@ -191,76 +176,6 @@ def _worker_main(tasks, results) -> None:
             results.put(("error", task.video, f"{task.source}: {type(exc).__name__}: {exc}"))
 
 
-def _load_boxes(bbox_path: Path) -> Dict[str, object]:
-    try:
-        boxes = json.loads(bbox_path.read_text())
-    except FileNotFoundError:
-        raise FrameStoreError(f"{bbox_path}: no such box file") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FrameStoreError(f"{bbox_path}: not a JSON file ({exc})") from None
-    if not isinstance(boxes, dict):
-        raise FrameStoreError(f"{bbox_path}: expected a JSON object {{video: [x1, y1, x2, y2]}}")
-    return boxes
-
-
-def _parse_box(value) -> Tuple[int, int, int, int]:
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    ):
-        raise ValueError(f"signer box {value!r} is not [x1, y1, x2, y2] numbers")
-    return tuple(int(round(v)) for v in value)
-
-
-def _find_videos(dataset_dir: Path) -> Dict[str, Path]:
-    if not dataset_dir.is_dir():
-        raise FrameStoreError(f"{dataset_dir}: no such video folder")
-    found: Dict[str, Path] = {}
-    for path in sorted(dataset_dir.iterdir()):
-        if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
-            continue
-        name = video_name(path)
-        if name in found:
-            raise FrameStoreError(f"{dataset_dir}: {found[name].name} and {path.name} are the same video {name!r}")
-        found[name] = path
-    if not found:
-        raise FrameStoreError(f"{dataset_dir}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
-    return found
-
-
-def _as_path_list(value, what: str) -> List[Path]:
-    if isinstance(value, (str, os.PathLike)):
-        return [Path(value)]
-    paths = [Path(v) for v in value]
-    if not paths:
-        raise FrameStoreError(f"no {what} given")
-    return paths
-
-
-def _pair_sources(dataset_dirs: List[Path], bbox_paths: List[Path]) -> Dict[str, Tuple[Path, Path]]:
-    """``{video: (file, box file)}`` over every video folder, each paired with its box file.
-
-    A video name found in two folders is an error naming both files.
-    """
-    if len(dataset_dirs) != len(bbox_paths):
-        raise FrameStoreError(
-            f"{len(dataset_dirs)} video folder(s) but {len(bbox_paths)} box file(s): give one box file per "
-            f"video folder, in the same order (folders: {', '.join(map(str, dataset_dirs))}; "
-            f"box files: {', '.join(map(str, bbox_paths))})"
-        )
-    videos: Dict[str, Tuple[Path, Path]] = {}
-    for folder, bbox_path in zip(dataset_dirs, bbox_paths):
-        for name, path in _find_videos(folder).items():
-            if name in videos:
-                raise FrameStoreError(
-                    f"video {name!r} is in two video folders: {videos[name][0]} and {path}; "
-                    "a store holds each video name once"
-                )
-            videos[name] = (path, bbox_path)
-    return videos
-
-
 class _Writer:
     """The only writer of the partial LMDB (LMDB allows a single writer)."""
 
@@ -361,8 +276,8 @@ def create_frame_store(
     """
     dest = Path(dest_dir)
     partial = dest.with_name(dest.name + ".partial")
-    dataset_dirs = _as_path_list(dataset_dir, "video folder")
-    bbox_paths = _as_path_list(bbox_path, "box file")
+    dataset_dirs = as_path_list(dataset_dir, "video folder")
+    bbox_paths = as_path_list(bbox_path, "box file")
     if int(size) < 0:
         raise FrameStoreError(f"size must be >= 0 (0 keeps the crop's size), got {size}")
     if not 1 <= int(quality) <= 100:
@@ -372,8 +287,8 @@ def create_frame_store(
     if dest.exists():
         raise FrameStoreError(f"{dest}: already exists; remove it (or choose another --dest_dir) to build a new store")
 
-    videos = _pair_sources(dataset_dirs, bbox_paths)
-    boxes = {path: _load_boxes(path) for path in dict.fromkeys(bbox_paths)}
+    videos = pair_sources(dataset_dirs, bbox_paths)
+    boxes = {path: load_boxes(path) for path in dict.fromkeys(bbox_paths)}
 
     # Check every video's header and box before any encoding, so that bad input is
     # reported at once and (without skip_bad) before hours of work.
@@ -395,7 +310,7 @@ def create_frame_store(
                     )
                 box, crop = None, (0, 0, width, height)
             else:
-                box = _parse_box(raw_box)
+                box = parse_box(raw_box)
                 crop = crop_box(box, width, height)
         except ValueError as exc:
             bad[video] = f"{path}: {exc}"

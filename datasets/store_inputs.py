@@ -1,0 +1,113 @@
+"""What a frame store is made from: the video files of one or more folders and their signer boxes.
+
+Box files are the challenge's JSON ``{video: [x1, y1, x2, y2]}``; a video's crop is its
+box enlarged by :data:`BOX_MARGIN` on each side and clipped to the frame (:func:`crop_box`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from datasets.frame_store import FrameStoreError
+from signspot.formats.gt import video_name
+
+__all__ = ["BOX_MARGIN", "VIDEO_EXTENSIONS", "crop_box", "find_videos", "load_boxes", "pair_sources", "parse_box"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+BOX_MARGIN = 0.10  # crop = box enlarged by 10% of its width/height on each side
+
+
+def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int, int]:
+    """The crop taken for signer box ``[x1, y1, x2, y2]`` in a ``width`` x ``height`` frame.
+
+    The box is enlarged by 10% of its width (height) on the left and right (top
+    and bottom), then clipped to the frame. Raises ``ValueError`` for a box of
+    zero size or one that lies outside the frame.
+    """
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    if bw <= 0 or bh <= 0:
+        raise ValueError(f"signer box {list(box)} has zero size (need x1 < x2 and y1 < y2)")
+    cx1 = max(0, int(round(x1 - BOX_MARGIN * bw)))
+    cy1 = max(0, int(round(y1 - BOX_MARGIN * bh)))
+    cx2 = min(width, int(round(x2 + BOX_MARGIN * bw)))
+    cy2 = min(height, int(round(y2 + BOX_MARGIN * bh)))
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
+    return cx1, cy1, cx2, cy2
+
+
+
+
+def load_boxes(bbox_path: Path) -> Dict[str, object]:
+    try:
+        boxes = json.loads(bbox_path.read_text())
+    except FileNotFoundError:
+        raise FrameStoreError(f"{bbox_path}: no such box file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameStoreError(f"{bbox_path}: not a JSON file ({exc})") from None
+    if not isinstance(boxes, dict):
+        raise FrameStoreError(f"{bbox_path}: expected a JSON object {{video: [x1, y1, x2, y2]}}")
+    return boxes
+
+
+def parse_box(value) -> Tuple[int, int, int, int]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
+        raise ValueError(f"signer box {value!r} is not [x1, y1, x2, y2] numbers")
+    return tuple(int(round(v)) for v in value)
+
+
+def find_videos(dataset_dir: Path) -> Dict[str, Path]:
+    if not dataset_dir.is_dir():
+        raise FrameStoreError(f"{dataset_dir}: no such video folder")
+    found: Dict[str, Path] = {}
+    for path in sorted(dataset_dir.iterdir()):
+        if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+            continue
+        name = video_name(path)
+        if name in found:
+            raise FrameStoreError(f"{dataset_dir}: {found[name].name} and {path.name} are the same video {name!r}")
+        found[name] = path
+    if not found:
+        raise FrameStoreError(f"{dataset_dir}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+    return found
+
+
+def as_path_list(value, what: str) -> List[Path]:
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    paths = [Path(v) for v in value]
+    if not paths:
+        raise FrameStoreError(f"no {what} given")
+    return paths
+
+
+def pair_sources(dataset_dirs: List[Path], bbox_paths: List[Path]) -> Dict[str, Tuple[Path, Path]]:
+    """``{video: (file, box file)}`` over every video folder, each paired with its box file.
+
+    A video name found in two folders is an error naming both files.
+    """
+    if len(dataset_dirs) != len(bbox_paths):
+        raise FrameStoreError(
+            f"{len(dataset_dirs)} video folder(s) but {len(bbox_paths)} box file(s): give one box file per "
+            f"video folder, in the same order (folders: {', '.join(map(str, dataset_dirs))}; "
+            f"box files: {', '.join(map(str, bbox_paths))})"
+        )
+    videos: Dict[str, Tuple[Path, Path]] = {}
+    for folder, bbox_path in zip(dataset_dirs, bbox_paths):
+        for name, path in find_videos(folder).items():
+            if name in videos:
+                raise FrameStoreError(
+                    f"video {name!r} is in two video folders: {videos[name][0]} and {path}; "
+                    "a store holds each video name once"
+                )
+            videos[name] = (path, bbox_path)
+    return videos
