@@ -314,11 +314,11 @@ def _validate_epoch(s: Session, epoch_number: int) -> dict:
     if s.val is None or not (epoch_number % cfg.eval.every_epochs == 0 or epoch_number == cfg.train.epochs):
         return {}
     start = time.perf_counter()
-    score = validate(s.bare_model, s.val, s.store, cfg, s.rt)
-    metrics = {f"val_{key}": value for key, value in score.items()}
+    official = validate(s.bare_model, s.val, s.store, cfg, s.rt)
+    metrics = {f"val_{key}": value for key, value in official.items()}
     metrics["val_time_s"] = time.perf_counter() - start
-    s.log(f"epoch {epoch_number}: val F1 {score['f1']:.4f} (precision {score['precision']:.4f}, "
-          f"recall {score['recall']:.4f})")
+    s.log(f"epoch {epoch_number}: val F1 {official['f1']:.4f} (precision {official['precision']:.4f}, "
+          f"recall {official['recall']:.4f})")
     return metrics
 
 

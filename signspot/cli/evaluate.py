@@ -59,7 +59,7 @@ def main(
     pred_data = load_intervals(pred)
 
     scorer = strict_score if strict else official_score
-    score = scorer(gt_data, pred_data)
+    result = scorer(gt_data, pred_data)
     label = "strict one-to-one score (not the challenge metric)" if strict else "official score"
     missing = len(set(gt_data) - set(pred_data))
     extra = len(set(pred_data) - set(gt_data))
@@ -67,14 +67,14 @@ def main(
           + (f", {extra} prediction videos not in the ground truth (ignored)" if extra else ""))
     if json_path:
         with atomic_write(json_path, "w") as f:
-            json.dump(score, f, indent=2)
+            json.dump(result, f, indent=2)
     if output is not None:
         with atomic_write(Path(output) / "scores.txt", "w") as f:
-            f.write(f"avg_f1: {score['f1']}\n")
-    print(format_score(score))
+            f.write(f"avg_f1: {result['f1']}\n")
+    print(format_score(result))
     if report:
         print(format_report(score_report(gt_data, pred_data, strict=strict)))
-    return score
+    return result
 
 
 def run(argv=None):
