@@ -73,6 +73,19 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
+    def holds_run(self) -> bool:
+        """Whether a training run already wrote here (a checkpoint or a history)."""
+        return self.latest.is_file() or self.history_path.is_file() or any(self.ckpt_dir.glob("best_checkpoint_*.pt"))
+
+    def move_aside(self) -> Path:
+        """Rename the folder to ``<name>.old-<n>`` (the first free n); returns the new path."""
+        for n in range(1, 10_000):
+            target = self.path.with_name(f"{self.path.name}.old-{n}")
+            if not target.exists():
+                self.path.rename(target)
+                return target
+        raise RunDirError(f"{self.path}: too many old runs beside it ({self.path.name}.old-*)")
+
     def best_path(self, epoch: int, f1: float) -> Path:
         return self.ckpt_dir / best_checkpoint_name(epoch, f1)
 

@@ -40,7 +40,7 @@ from .formats.errors import SignspotError
 from .formats.safe_io import atomic_write
 from .formats.timebase import HEAD_NAMES
 from .losses import head_losses, weighted_total
-from .run_dir import RunDir
+from .run_dir import RunDir, RunDirError
 from .runtime import Runtime, all_reduce_sum, barrier, setup_runtime
 from .train_data import build_train_loader, open_store
 from .validate import build_validation, validate
@@ -139,8 +139,28 @@ def _config_differences(saved: dict, current: dict) -> list:
     return diffs
 
 
-def build(cfg: Config, rt: Runtime) -> Session:
-    """Data, model, optimisation and (with ``train.resume``) the state of the latest checkpoint."""
+def _claim_run_dir(run: RunDir, cfg: Config, move_aside: bool, rank_is_main: bool, log) -> None:
+    """A fresh run (``train.resume`` off) never mixes with, or replaces, a run already in the folder."""
+    if cfg.train.resume or not run.holds_run():
+        return
+    if not move_aside:
+        raise RunDirError(
+            f"{run.path}: holds a training run ({run.latest.name} / {run.history_path.name}) and train.resume is off; "
+            "nothing was changed. Resume it (drop --no-resume), start elsewhere (--set io.run_dir=...), "
+            "or move the old run aside (--move-aside)"
+        )
+    barrier()  # every process saw the old run before rank 0 moves it
+    if rank_is_main:
+        log(f"moved the old run aside to {run.move_aside()}")
+    barrier()
+
+
+def build(cfg: Config, rt: Runtime, *, move_aside: bool = False) -> Session:
+    """Data, model, optimisation and (with ``train.resume``) the state of the latest checkpoint.
+
+    Every input is checked before anything is written: a failed call leaves the run folder
+    as it was. ``move_aside``: a fresh run in a folder that holds one renames the old run first.
+    """
     is_main = rt.dist.is_main
 
     def log(message: str) -> None:
@@ -148,11 +168,8 @@ def build(cfg: Config, rt: Runtime) -> Session:
             print(message, flush=True)
 
     run = RunDir(cfg.io.run_dir)
-    if is_main:
-        log("resolved config:\n" + config_to_json(cfg))
-        run.path.mkdir(parents=True, exist_ok=True)
-        with atomic_write(run.config_path, "w") as f:
-            f.write(config_to_json(cfg) + "\n")
+    _claim_run_dir(run, cfg, move_aside, is_main, log)
+    log("resolved config:\n" + config_to_json(cfg))
     log(f"device {rt.device}, {rt.precision}, {rt.dist.world_size} process(es)")
 
     store = open_store(cfg)
@@ -206,7 +223,10 @@ def build(cfg: Config, rt: Runtime) -> Session:
         if rt.dist.world_size == 1:  # per-process streams are re-derived per epoch anyway
             restore_rng_state(resume_ckpt["rng"])
         log(f"resumed from {run.latest}: {session.start_epoch} epoch(s), {session.iteration} iteration(s) done")
-    if is_main:
+    if is_main:  # everything checked: now the run folder is written
+        run.path.mkdir(parents=True, exist_ok=True)
+        with atomic_write(run.config_path, "w") as f:
+            f.write(config_to_json(cfg) + "\n")
         session.history = [row for row in run.read_history() if row.get("epoch", 0) <= session.start_epoch]
         if cfg.io.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported only when enabled
@@ -324,18 +344,23 @@ def _validate_epoch(s: Session, epoch_number: int) -> dict:
 
 # ------------------------------------------------------------------ save
 def save_epoch(s: Session, row: dict) -> None:
-    """Rank 0: the history row, ``latest_checkpoint.pt`` and, on a validated epoch, a best checkpoint."""
+    """Rank 0: the history row, on a validated epoch a best checkpoint, then ``latest_checkpoint.pt``.
+
+    ``latest`` comes last: it is what marks the epoch done. A crash (or a full disk) before it
+    leaves the previous ``latest``, so a resumed run redoes the whole epoch, best checkpoint
+    included (the history is cut back to the epochs ``latest`` holds).
+    """
     s.history.append(row)
     s.run.write_history(s.history)
     ckpt_args = dict(
         model=s.bare_model, optimizer=s.optimizer, scheduler=s.scheduler, scaler=s.scaler, epoch=row["epoch"],
         iteration=s.iteration, config=config_to_dict(s.cfg), metrics=row,
     )
-    save_checkpoint(s.run.latest, **ckpt_args)
     if "val_f1" in row:
         best = s.run.save_if_best(s.history, s.cfg.eval.keep_best, lambda path: save_checkpoint(path, **ckpt_args))
         if best is not None:
             s.log(f"saved {best}")
+    save_checkpoint(s.run.latest, **ckpt_args)
     if s.writer is not None:
         for key, value in row.items():
             if key not in ("epoch", "iteration"):
@@ -345,11 +370,11 @@ def save_epoch(s: Session, row: dict) -> None:
 
 
 # ------------------------------------------------------------------ the run
-def train(cfg: Config) -> dict:
+def train(cfg: Config, *, move_aside: bool = False) -> dict:
     """Train one run as ``cfg`` says; returns a summary (last epoch, best F1, paths)."""
     rt = setup_runtime(cfg.train.device, cfg.train.amp, cpu_autocast=False, flags=("train.device", "train.amp"))
     try:
-        s = build(cfg, rt)
+        s = build(cfg, rt, move_aside=move_aside)
         stop_epoch = cfg.train.epochs if cfg.train.stop_after_epoch is None else min(cfg.train.epochs,
                                                                                    cfg.train.stop_after_epoch)
         if s.start_epoch >= cfg.train.epochs:
@@ -380,14 +405,15 @@ def train(cfg: Config) -> dict:
         rt.shutdown()
 
 
-def run_training(config: Optional[str] = None, overrides=(), resume: Optional[bool] = None) -> dict:
+def run_training(config: Optional[str] = None, overrides=(), resume: Optional[bool] = None,
+                 move_aside: bool = False) -> dict:
     """Resolve a config file + ``--set`` overrides (+ the resume switch) and :func:`train`."""
     from .config import load_config
 
     cfg = load_config(config, overrides or ())
     if resume is not None:
         cfg.train.resume = resume
-    return train(cfg)
+    return train(cfg, move_aside=move_aside)
 
 
 def _progress(enabled: bool, total: int, desc: str):

@@ -24,13 +24,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--resume", action=argparse.BooleanOptionalAction, default=None,
         help="continue from <run_dir>/ckpts/latest_checkpoint.pt if it exists (default: train.resume, on)",
     )
+    parser.add_argument(
+        "--move-aside", dest="move_aside", action="store_true",
+        help="with --no-resume in a folder that holds a run: rename the old run to <run_dir>.old-N first "
+             "(without it such a call is refused; nothing is ever deleted)",
+    )
     return parser.parse_args(argv)
 
 
-def main(config=None, overrides=(), resume=None) -> dict:
+def main(config=None, overrides=(), resume=None, move_aside=False) -> dict:
     from ..train import run_training
 
-    return run_training(config, overrides, resume)
+    return run_training(config, overrides, resume, move_aside=move_aside)
 
 
 def run(argv=None):
