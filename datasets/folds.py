@@ -24,6 +24,9 @@ import csv
 import io
 import json
 import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from signspot.formats.errors import SignspotError
 from signspot.formats.gt import Intervals, load_intervals
-from signspot.formats.safe_io import atomic_write
+from signspot.formats.safe_io import atomic_write, current_umask
 from signspot.formats.timebase import ms_to_frame
 
 from .frame_store import FrameStore
@@ -161,26 +164,69 @@ def write_split(
     num_classes: int,
     seed: int = 0,
 ) -> Dict[str, int]:
-    """Write ``train_{k}.csv`` / ``valid_{k}.csv`` (k = 0..K-1) and ``folds.json`` into ``out_dir``."""
+    """Write ``train_{k}.csv`` / ``valid_{k}.csv`` (k = 0..K-1) and ``folds.json`` as the folder ``out_dir``.
+
+    The split is written into a fresh folder beside it that then replaces ``out_dir`` whole,
+    so no fold of an earlier split with more folds is left behind. A ``out_dir`` holding
+    anything but fold files is refused, untouched.
+    """
     out_dir = Path(out_dir)
-    class_counts = {
-        video: np.bincount([r["label"] for r in video_rows], minlength=num_classes)
-        for video, video_rows in rows.items()
-    }
-    assignment = assign_folds(class_counts, num_folds, seed=seed)
-    summary = {"seed": seed, "num_folds": num_folds, "folds": []}
-    for k in range(num_folds):
-        valid_videos = sorted(v for v, f in assignment.items() if f == k)
-        train_videos = sorted(v for v, f in assignment.items() if f != k)
-        with atomic_write(out_dir / f"train_{k}.csv", "w") as f:
-            f.write(_csv_text([r for v in train_videos for r in rows[v]]))
-        with atomic_write(out_dir / f"valid_{k}.csv", "w") as f:
-            f.write(_csv_text([r for v in valid_videos for r in rows[v]]))
-        counts = sum((class_counts[v] for v in valid_videos), np.zeros(num_classes, dtype=np.int64))
-        summary["folds"].append({"fold": k, "valid_videos": valid_videos, "valid_class_counts": counts.tolist()})
-    with atomic_write(out_dir / "folds.json", "w") as f:
-        json.dump(summary, f, indent=1)
+    _check_replaceable(out_dir)
+    final_dir, out_dir = out_dir, Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=_made_parent(out_dir)))
+    try:
+        class_counts = {
+            video: np.bincount([r["label"] for r in video_rows], minlength=num_classes)
+            for video, video_rows in rows.items()
+        }
+        assignment = assign_folds(class_counts, num_folds, seed=seed)
+        summary = {"seed": seed, "num_folds": num_folds, "folds": []}
+        for k in range(num_folds):
+            valid_videos = sorted(v for v, f in assignment.items() if f == k)
+            train_videos = sorted(v for v, f in assignment.items() if f != k)
+            with atomic_write(out_dir / f"train_{k}.csv", "w") as f:
+                f.write(_csv_text([r for v in train_videos for r in rows[v]]))
+            with atomic_write(out_dir / f"valid_{k}.csv", "w") as f:
+                f.write(_csv_text([r for v in valid_videos for r in rows[v]]))
+            counts = sum((class_counts[v] for v in valid_videos), np.zeros(num_classes, dtype=np.int64))
+            summary["folds"].append({"fold": k, "valid_videos": valid_videos, "valid_class_counts": counts.tolist()})
+        with atomic_write(out_dir / "folds.json", "w") as f:
+            json.dump(summary, f, indent=1)
+        _replace_folder(out_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     return assignment
+
+
+_FOLD_FILE = re.compile(r"^(train|valid)_\d+\.csv$|^folds\.json$")
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FoldError(f"{out_dir}: is a file, not a folder for fold CSVs")
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _FOLD_FILE.match(p.name)) if out_dir.is_dir() else []
+    if foreign:
+        raise FoldError(
+            f"{out_dir}: holds files that are not fold CSVs ({', '.join(foreign[:5])}); nothing was written. "
+            "Choose another --out"
+        )
+
+
+def _made_parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """``new`` becomes ``final``; an old ``final`` (fold files only, checked) is removed after the swap."""
+    os.chmod(new, 0o777 & ~current_umask())
+    if not final.exists():
+        new.rename(final)
+        return
+    old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
+    final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old)
 
 
 def make_folds(
@@ -213,6 +259,7 @@ def make_folds(
             continue
         if k < 1 or n_videos < k:
             raise FoldError(f"{name}: {n_videos} videos cannot be split into {k} folds (each fold needs a video)")
+        _check_replaceable(Path(out_dir) / name)
     out = Path(out_dir)
     result = {
         "original_split": write_split(

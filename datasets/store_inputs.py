@@ -32,6 +32,8 @@ def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int
     bw, bh = x2 - x1, y2 - y1
     if bw <= 0 or bh <= 0:
         raise ValueError(f"signer box {list(box)} has zero size (need x1 < x2 and y1 < y2)")
+    if min(x2, width) <= max(x1, 0) or min(y2, height) <= max(y1, 0):  # the box itself, before the margin
+        raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
     cx1 = max(0, int(round(x1 - BOX_MARGIN * bw)))
     cy1 = max(0, int(round(y1 - BOX_MARGIN * bh)))
     cx2 = min(width, int(round(x2 + BOX_MARGIN * bw)))
@@ -39,8 +41,6 @@ def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int
     if cx2 <= cx1 or cy2 <= cy1:
         raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
     return cx1, cy1, cx2, cy2
-
-
 
 
 def load_boxes(bbox_path: Path) -> Dict[str, object]:

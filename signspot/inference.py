@@ -22,6 +22,7 @@ count, the checkpoint path, the head weights, the window and the stride.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import sys
 import time
@@ -106,10 +107,32 @@ def split_name(lmdb_dir: str | os.PathLike) -> str:
 
 
 def output_path(save_dir, lmdb_dir, checkpoint_path, split: str | None = None) -> Path:
-    """``{save_dir}/{split}/{run}_{checkpoint stem}/<SCORES_FILENAME>``, as the original laid it out."""
+    """``{save_dir}/{split}/{run}_{checkpoint stem}/<SCORES_FILENAME>``, as the original laid it out.
+
+    Distinct checkpoints never share an output: when that folder already holds the scores
+    of another checkpoint (e.g. ``2fold_neg0/maxfix_neg0_fold0`` and ``3fold_neg0/maxfix_neg0_fold0``),
+    the name gets ``-`` and 8 hex digits of a hash of this checkpoint's absolute path.
+    """
     split = split or split_name(lmdb_dir)
     checkpoint_path = Path(checkpoint_path)
-    return Path(save_dir) / split / f"{run_name(checkpoint_path)}_{checkpoint_path.stem}" / SCORES_FILENAME
+    name = f"{run_name(checkpoint_path)}_{checkpoint_path.stem}"
+    path = Path(save_dir) / split / name / SCORES_FILENAME
+    if _written_for_another(path, checkpoint_path):
+        digest = hashlib.sha1(str(checkpoint_path.resolve()).encode()).hexdigest()[:8]
+        path = Path(save_dir) / split / f"{name}-{digest}" / SCORES_FILENAME
+    return path
+
+
+def _written_for_another(path: Path, checkpoint_path: Path) -> bool:
+    if not path.is_file():
+        return False
+    from .formats.scores import load_frame_scores
+
+    try:
+        written_for = load_frame_scores(path)["checkpoint"]
+    except SignspotError:
+        return True  # not ours to replace
+    return written_for != str(checkpoint_path.resolve())
 
 
 def load_inference_model(checkpoint_path: str | os.PathLike, *, window: int | None = None):

@@ -166,10 +166,10 @@ def load_any_scores(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         return load_frame_scores(path)
-    except (UnsafePickleError, ScoresFormatError) as first_error:
+    except (UnsafePickleError, ScoresFormatError, NotAPickleError) as first_error:  # a torch.save zip is no pickle
         if path.name == SCORES_FILENAME:
             raise
         try:
             return load_original_results(path)
-        except (UnsafePickleError, ScoresFormatError) as exc:
+        except (UnsafePickleError, ScoresFormatError, NotAPickleError) as exc:
             raise type(exc)(f"{exc} (and not a per-frame score file either: {first_error})") from None

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,87 @@ def test_crash_while_saving_the_best_checkpoint_is_completed_on_resume(tiny_data
     a = torch.load(run_dir / "ckpts" / "latest_checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "straight" / "ckpts" / "latest_checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------ 2. inference outputs never collide
+def test_inference_outputs_of_distinct_checkpoints_never_collide(tmp_path):
+    from signspot.formats.scores import save_frame_scores
+    from signspot.inference import output_path
+
+    a = tmp_path / "runs" / "2fold_neg0" / "maxfix_neg0_fold0" / "ckpts" / "best_checkpoint_5_0.5000.pt"
+    b = tmp_path / "runs" / "3fold_neg0" / "maxfix_neg0_fold0" / "ckpts" / "best_checkpoint_5_0.5000.pt"
+    first = output_path(tmp_path / "res", "data/test_lmdb", a)
+    videos = {"v": {"scores": np.full((3, 2), 0.5), "fps": 25.0, "num_frames": 3}}
+    save_frame_scores(first, videos, checkpoint=str(a.resolve()), head_weights=None, window=32, stride=1)
+    second = output_path(tmp_path / "res", "data/test_lmdb", b)
+    assert second != first and second.parent.parent == first.parent.parent
+    assert second.parent.name.startswith("maxfix_neg0_fold0_best_checkpoint_5_0.5000-")
+    assert output_path(tmp_path / "res", "data/test_lmdb", a) == first  # a rerun of the same checkpoint
+    save_frame_scores(second, videos, checkpoint=str(b.resolve()), head_weights=None, window=32, stride=1)
+    assert output_path(tmp_path / "res", "data/test_lmdb", b) == second
+
+
+# ------------------------------------------------------------------ 4. no stale folds
+def _fold_rows(n_videos: int) -> dict:
+    return {f"v{i}": [{"video": f"v{i}", "label": i % 3, "start_frame": 2, "end_frame": 9, "fcount": 40}]
+            for i in range(n_videos)}
+
+
+def test_a_split_with_fewer_folds_replaces_the_old_one_whole(tmp_path):
+    from datasets.folds import FoldError, write_split
+
+    out = tmp_path / "folds" / "original_split"
+    write_split(out, _fold_rows(8), 4, num_classes=3)
+    assert len(list(out.glob("train_*.csv"))) == 4
+    write_split(out, _fold_rows(8), 2, num_classes=3)
+    assert sorted(p.name for p in out.iterdir()) == ["folds.json", "train_0.csv", "train_1.csv",
+                                                     "valid_0.csv", "valid_1.csv"]
+    assert [p.name for p in out.parent.iterdir()] == ["original_split"]  # no temporary folder left
+    (out / "notes.txt").write_text("mine")
+    before = _files(out)
+    with pytest.raises(FoldError, match="notes.txt"):
+        write_split(out, _fold_rows(8), 3, num_classes=3)
+    assert _files(out) == before
+
+
+# ------------------------------------------------------------------ 5. file names from data stay inside --out
+def test_visualize_names_from_data_stay_inside_out(tmp_path):
+    from signspot.cli.visualize import main as visualize_main
+    from signspot.formats.gt import save_intervals_pkl
+
+    names = ["/../../../escape", "a/b", "a_b", "..", "ok"]
+    save_intervals_pkl({name: [[0, 40, 400]] for name in names}, tmp_path / "gt.pkl")
+    out = tmp_path / "deep" / "out"
+    written = visualize_main(gt=str(tmp_path / "gt.pkl"), out=str(out))
+    timelines = [Path(p) for p in written if Path(p).name.startswith("timeline_")]
+    assert len(timelines) == len(names) == len({p.name for p in timelines})  # a_b and a/b do not collide
+    assert all(p.resolve().parent == out.resolve() for p in timelines)
+    assert not (tmp_path / "escape.png").exists() and not list(tmp_path.glob("timeline_*"))
+
+
+def test_txt_ground_truth_refuses_a_video_name_that_is_a_path(tmp_path):
+    from signspot.formats.gt import MalformedIntervalsError, save_intervals_txt
+
+    with pytest.raises(MalformedIntervalsError, match="cannot be a file name"):
+        save_intervals_txt({"../../x": [[0, 0, 40]]}, tmp_path / "txt")
+    assert not (tmp_path / "x.txt").exists()
+
+
+# ------------------------------------------------------------------ 8. a box outside the frame
+@pytest.mark.parametrize("box", [[97, 0, 300, 72], [1e300, 0, 1e308, 10], [0, 80, 50, 90], [-50, 0, -1, 10]])
+def test_a_box_wholly_outside_the_frame_is_refused(box):
+    from datasets.store_inputs import crop_box, parse_box
+
+    with pytest.raises(ValueError, match="outside the 96x72 frame"):
+        crop_box(parse_box(box), 96, 72)
+
+
+# ------------------------------------------------------------------ 10. torch.save'd original results
+def test_original_results_written_with_torch_save_are_read(tmp_path):
+    from signspot.original_results import load_any_scores
+
+    logits = {"x": torch.randn(5, 32, 7), "x4": torch.randn(5, 4, 7)}
+    torch.save({"video": logits}, tmp_path / "dict_results.pkl")
+    data = load_any_scores(tmp_path / "dict_results.pkl")
+    scores = data["videos"]["video"]["scores"]
+    assert scores.shape == (36, 7) and np.allclose(scores.sum(1), 1.0, atol=1e-5)

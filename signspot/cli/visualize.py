@@ -12,6 +12,8 @@ from typing import Optional, Sequence
 from ..decode import DecodeSettings, decode_all
 from ..ensemble import ensemble_frame_scores, find_score_files
 from ..formats.gt import load_intervals
+from ..formats.safe_io import safe_file_stems
+from ..formats.timebase import ORIGINAL_FPS
 from ..metric import score_report
 from ..original_results import load_any_scores
 from ..plots import load_class_names, plot_class_f1, plot_threshold_curves, plot_video_timeline
@@ -67,11 +69,12 @@ def main(
     unknown = [v for v in chosen if v not in frame_scores and v not in gt_data and v not in pred_data]
     if unknown:
         raise CommandError(f"videos not found in the given files: {unknown}")
+    stems = safe_file_stems(chosen)  # video names come from the input files: never a path
     for video in tqdm(chosen, desc="timelines", unit="video"):
         entry = frame_scores.get(video)
         written.append(plot_video_timeline(
-            out_dir / f"timeline_{video}.png", video,
-            scores=None if entry is None else entry["scores"], fps=25.0 if entry is None else entry["fps"],
+            out_dir / f"timeline_{stems[video]}.png", video,
+            scores=None if entry is None else entry["scores"], fps=ORIGINAL_FPS if entry is None else entry["fps"],
             gt=gt_data.get(video, []), pred=pred_data.get(video, []), class_names=names,
         ))
     if gt_data and pred_data:

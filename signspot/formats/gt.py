@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .errors import SignspotError
-from .safe_io import atomic_dump_pickle, atomic_write, safe_pickle_load
+from .safe_io import atomic_dump_pickle, atomic_write, safe_file_stems, safe_pickle_load
 
 __all__ = [
     "Intervals",
@@ -136,6 +136,13 @@ def save_intervals_txt(data: Intervals, folder: str | os.PathLike) -> None:
     """Write one ``<video>.txt`` per video with ``class,start_ms,end_ms`` lines."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for video, rows in validate_intervals(data, str(folder)).items():
+    clean = validate_intervals(data, str(folder))
+    for video in clean:
+        if safe_file_stems([video])[video] != video:
+            raise MalformedIntervalsError(
+                f"{folder}: video name {video!r} cannot be a file name (only letters, digits, '.', '_', '-'); "
+                "write a .pkl file instead"
+            )
+    for video, rows in clean.items():
         with atomic_write(folder / f"{video}.txt", "w") as f:
             f.writelines(f"{c},{s},{e}\n" for c, s, e in rows)

@@ -18,6 +18,7 @@ import contextlib
 import io
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Mapping
@@ -35,6 +36,8 @@ __all__ = [
     "atomic_dump_pickle",
     "safe_pickle_load",
     "safe_pickle_loads",
+    "safe_file_stems",
+    "current_umask",
     "NUMPY_GLOBALS",
     "NUMPY_DTYPE_CLASSES",
     "BUILTIN_GLOBALS",
@@ -127,7 +130,31 @@ class NotAPickleError(SignspotError, ValueError):
     """A file that should be a pickle is truncated or something else."""
 
 
-def _current_umask() -> int:
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_file_stems(names) -> dict:
+    """``{name: stem}``: a file-name stem for each name taken from data (a video name, ...).
+
+    Anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_`` and leading dots
+    go, so no stem can leave its folder (``/../../x``) or hide; stems are at most 120
+    characters. Names that sanitise alike get ``-2``, ``-3``, ... in the order given.
+    """
+    stems: dict = {}
+    taken: set = set()
+    for name in names:
+        base = _UNSAFE_CHARS.sub("_", str(name)).lstrip(".")[:120] or "_"
+        stem, n = base, 1
+        while stem.lower() in taken:  # case-insensitive file systems too
+            n += 1
+            stem = f"{base}-{n}"
+        taken.add(stem.lower())
+        stems[name] = stem
+    return stems
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -144,7 +171,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
