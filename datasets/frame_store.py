@@ -153,10 +153,31 @@ def _shared_env(path: str, subdir: bool):
     key = _env_key(path, subdir)
     env = _ENVS.get(key)
     if env is None:
-        env = lmdb.open(path, subdir=subdir, readonly=True, lock=False, readahead=False, meminit=False,
-                        max_readers=2048)
+        try:
+            env = lmdb.open(path, subdir=subdir, readonly=True, lock=False, readahead=False, meminit=False,
+                            max_readers=2048)
+        except lmdb.Error as exc:
+            raise FrameStoreError(f"{path}: not a readable LMDB frame store ({exc})") from None
+        _check_not_truncated(env, path, subdir)
         _ENVS[key] = env
     return env
+
+
+def _check_not_truncated(env, path: str, subdir: bool) -> None:
+    """Refuse a data file shorter than the pages its own header says are in use.
+
+    LMDB maps the file; reading a page past a truncated end (an incomplete copy) kills
+    the process with SIGBUS, so the size is checked before any page is read.
+    """
+    data_file = Path(path) / "data.mdb" if subdir else Path(path)
+    needed = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+    size = data_file.stat().st_size
+    if size < needed:
+        env.close()
+        raise FrameStoreError(
+            f"{data_file}: the frame store is damaged: the file has {size} bytes but its pages need {needed} "
+            "(an incomplete copy?); copy the store again or rebuild it with scripts/track1_lmdb_creator.py"
+        )
 
 
 def _release_env(path: str, subdir: bool) -> None:

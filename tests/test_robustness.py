@@ -167,3 +167,24 @@ def test_original_results_written_with_torch_save_are_read(tmp_path):
     data = load_any_scores(tmp_path / "dict_results.pkl")
     scores = data["videos"]["video"]["scores"]
     assert scores.shape == (36, 7) and np.allclose(scores.sum(1), 1.0, atol=1e-5)
+
+
+# ------------------------------------------------------------------ 9. a truncated data.mdb
+def test_a_truncated_store_is_named_not_a_sigbus(tmp_path):
+    from datasets.frame_store import FrameStore, FrameStoreError
+    from datasets.store_writer import create_frame_store
+    from tests.test_frame_store import make_dataset
+
+    vids, bbox = make_dataset(tmp_path, {"a": 40, "b": 40})
+    create_frame_store(tmp_path / "store", vids, bbox, size=32, workers=0, progress=False)
+    data = tmp_path / "store" / "data.mdb"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from datasets.frame_store import FrameStore\n"
+            "s = FrameStore(%r)\n"
+            "[s.read_frames(v, range(s.num_frames(v))) for v in s.videos]\n") % (str(ROOT), str(tmp_path / "store"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "damaged" in result.stderr and "data.mdb" in result.stderr  # not -7 (SIGBUS)
+    with pytest.raises(FrameStoreError, match="incomplete copy"):
+        store = FrameStore(tmp_path / "store")
+        store.read_frames(store.videos[0], [0])
