@@ -76,6 +76,13 @@ class _Task:
     header_frames: int
     size: int
     quality: int
+    source_size: int = 0  # bytes: with the modification time and header_frames, what identifies the file
+    source_mtime_ns: int = 0
+
+    def identity(self) -> dict:
+        """What a finished video's metadata must match for a resume to keep it."""
+        return {"crop": list(self.crop), "source": self.source, "source_size": self.source_size,
+                "source_mtime_ns": self.source_mtime_ns, "header_frames": self.header_frames}
 
 
 def _probe(path: Path) -> Tuple[int, int, float, int]:
@@ -150,11 +157,9 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
         "width": task.width,
         "height": task.height,
         "box": list(task.box) if task.box is not None else None,
-        "crop": list(task.crop),
         "frame_height": int(stored_hw[0]),
         "frame_width": int(stored_hw[1]),
-        "source": task.source,
-        "header_frames": task.header_frames,
+        **task.identity(),
     }
     yield ("done", task.video, meta)
 
@@ -317,7 +322,9 @@ def create_frame_store(
             continue
         if not (fps > 0 and math.isfinite(fps)):
             fps = ORIGINAL_FPS
-        tasks.append(_Task(video, str(path), box, crop, width, height, fps, count, size, quality))
+        stat = path.stat()
+        tasks.append(_Task(video, str(path), box, crop, width, height, fps, count, size, quality,
+                           stat.st_size, stat.st_mtime_ns))
     if bad and not skip_bad:
         first = next(iter(bad))
         if len(bad) == 1:
@@ -344,7 +351,8 @@ def create_frame_store(
         todo = []
         for task in tasks:
             old = done.get(task.video)
-            if old is not None and old.get("crop") == list(task.crop) and old.get("source") == task.source:
+            # a video file replaced since (size, time, frame count) is encoded again
+            if old is not None and all(old.get(key) == value for key, value in task.identity().items()):
                 resumed.append(task.video)
             else:
                 todo.append(task)

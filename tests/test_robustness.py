@@ -188,3 +188,28 @@ def test_a_truncated_store_is_named_not_a_sigbus(tmp_path):
     with pytest.raises(FrameStoreError, match="incomplete copy"):
         store = FrameStore(tmp_path / "store")
         store.read_frames(store.videos[0], [0])
+
+
+# ------------------------------------------------------------------ 6. a video replaced before a resume
+def test_resume_encodes_a_replaced_video_again(tmp_path, monkeypatch):
+    import datasets.store_writer as writer
+    from datasets.frame_store import FrameStore
+    from tests.test_frame_store import make_dataset, make_video
+
+    vids, bbox = make_dataset(tmp_path, {"a": 40, "b": 50})
+    real_encode = writer._encode_video
+
+    def interrupted(task):
+        for i, message in enumerate(real_encode(task)):
+            if task.video == "b" and i == 1:
+                raise KeyboardInterrupt
+            yield message
+
+    monkeypatch.setattr(writer, "_encode_video", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.create_frame_store(tmp_path / "store", vids, bbox, size=24, workers=0, progress=False)
+    monkeypatch.setattr(writer, "_encode_video", real_encode)
+    make_video(vids / "a.mp4", 24)  # "a" was finished, then the user replaced the file
+    report = writer.create_frame_store(tmp_path / "store", vids, bbox, size=24, workers=0, progress=False)
+    assert report["resumed"] == [] and sorted(report["stored"]) == ["a", "b"]
+    assert FrameStore(tmp_path / "store").num_frames("a") == 24
