@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -42,8 +43,15 @@ def load_class_names(path: Optional[str | os.PathLike]) -> Dict[int, str]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: class-names file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ClassNamesError(f"{path}: not a text file (class names are JSON or 'id,name' CSV)") from None
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ClassNamesError(f"{path}: not valid JSON ({exc})") from None
         if isinstance(data, list):
             return {i: str(n) for i, n in enumerate(data)}
         if isinstance(data, dict):
@@ -53,16 +61,15 @@ def load_class_names(path: Optional[str | os.PathLike]) -> Dict[int, str]:
                 raise ClassNamesError(f"{path}: keys must be class ids") from None
         raise ClassNamesError(f"{path}: expected a JSON list of names or an object {{id: name}}")
     names = {}
-    with open(path, newline="") as f:
-        for lineno, row in enumerate(csv.reader(f), 1):
-            if not row or not row[0].strip():
-                continue
-            try:
-                names[int(row[0])] = row[1].strip() if len(row) > 1 else row[0]
-            except ValueError:
-                if lineno == 1:
-                    continue  # header
-                raise ClassNamesError(f"{path}: line {lineno}: expected 'class_id,name'") from None
+    for lineno, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+        if not row or not row[0].strip():
+            continue
+        try:
+            names[int(row[0])] = row[1].strip() if len(row) > 1 else row[0]
+        except ValueError:
+            if lineno == 1:
+                continue  # header
+            raise ClassNamesError(f"{path}: line {lineno}: expected 'class_id,name'") from None
     return names
 
 

@@ -1,5 +1,6 @@
 """Careless and hostile input: each defect found by trying every command with bad input."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,77 @@ def test_resume_encodes_a_replaced_video_again(tmp_path, monkeypatch):
     report = writer.create_frame_store(tmp_path / "store", vids, bbox, size=24, workers=0, progress=False)
     assert report["resumed"] == [] and sorted(report["stored"]) == ["a", "b"]
     assert FrameStore(tmp_path / "store").num_frames("a") == 24
+
+
+# ------------------------------------------------------------------ one line, exit status 1, nothing written
+class _Evil:
+    def __reduce__(self):
+        return (print, ("unpickled!",))
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory) -> Path:
+    from datasets.store_writer import create_frame_store
+    from tests.test_frame_store import make_dataset
+
+    root = tmp_path_factory.mktemp("small_store")
+    vids, bbox = make_dataset(root, {"v": 40})
+    create_frame_store(root / "test_store", vids, bbox, size=32, workers=0, progress=False)
+    return root / "test_store"
+
+
+def _bad_inputs(root: Path, store: Path) -> dict:
+    """name -> (command line, text the one-line error must hold)."""
+    import pickle
+
+    from signspot.formats.gt import save_intervals_pkl
+
+    save_intervals_pkl({"v": [[0, 40, 400]]}, root / "gt.pkl")
+    (root / "evil.pkl").write_bytes(pickle.dumps({"v": _Evil()}))
+    (root / "junk.pt").write_bytes(b"not a checkpoint")
+    from models import build_model
+
+    torch.save({"model": build_model("hs_i3d_tiny", num_classes=3).state_dict()}, root / "ckpt.pt")
+    (root / "boxes.json").write_text("{not json")
+    (root / "names.csv").write_bytes(bytes(range(256)))
+    (root / "a_file").write_text("x")
+    (root / "videos").mkdir()
+    ev, vis = "scripts/evaluate.py", "scripts/visualize.py"
+    return {
+        "malicious prediction pickle": ([ev, "--gt", root / "gt.pkl", "--pred", root / "evil.pkl"], "evil.pkl"),
+        "missing ground truth": ([ev, "--gt", root / "none.pkl", "--pred", root / "gt.pkl"], "none.pkl"),
+        "no score files": (["solution_test_creator_v2.py", "--results-dir", root / "nothing", "--out",
+                            root / "pred.pkl"], "nothing"),
+        "junk checkpoint": (["main_results_creator_v2.py", "--lmdb_dir", store, "--checkpoint", root / "junk.pt",
+                             "--save_dir", root / "res"], "junk.pt"),
+        "unknown device": (["main_results_creator_v2.py", "--lmdb_dir", store, "--checkpoint", root / "ckpt.pt",
+                            "--device", "gpu7", "--save_dir", root / "res"], "gpu7"),
+        "box file not JSON": (["scripts/track1_lmdb_creator.py", "--dest_dir", root / "store", "--dataset_dir",
+                               root / "videos", "--bbox_dir", root / "boxes.json"], "videos"),
+        "malicious ground truth for folds": (["scripts/make_folds.py", "--train-gt", root / "evil.pkl", "--store",
+                                              store, "--out", root / "folds"], "evil.pkl"),
+        "store that is a file": (["scripts/make_folds.py", "--train-gt", root / "gt.pkl", "--store", root / "a_file",
+                                  "--out", root / "folds"], "a_file"),
+        "binary class names": ([vis, "--gt", root / "gt.pkl", "--class-names", root / "names.csv", "--out",
+                                root / "plots"], "names.csv"),
+        "--out is a file": ([vis, "--gt", root / "gt.pkl", "--out", root / "a_file"], "a_file"),
+        "unknown config key": (["main.py", "--set", "train.epoch=3", "--set", f"io.run_dir={root / 'run'}"],
+                               "train.epoch"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "malicious prediction pickle", "missing ground truth", "no score files", "junk checkpoint", "unknown device",
+    "box file not JSON", "malicious ground truth for folds", "store that is a file", "binary class names",
+    "--out is a file", "unknown config key",
+])
+def test_bad_input_gives_one_line_and_exit_status_1(tmp_path, small_store, case):
+    command, expected = _bad_inputs(tmp_path, small_store)[case]
+    before = _files(tmp_path)
+    result = subprocess.run([sys.executable, str(ROOT / command[0]), *map(str, command[1:])], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=240, env={**os.environ, "SIGNSPOT_DEBUG": ""})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "unpickled!" not in result.stdout
+    assert lines[-1].startswith("error:") and expected in lines[-1], lines
+    assert _files(tmp_path) == before  # nothing written, nothing changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Callable
 
 from ..formats.errors import SignspotError
@@ -18,9 +19,17 @@ class CommandError(SignspotError):
 USER_ERRORS = (SignspotError, OSError)
 
 
+DEBUG_VARIABLE = "SIGNSPOT_DEBUG"  # set to 1: user errors keep their traceback (for developers)
+
+
 def run_main(main: Callable, args: argparse.Namespace, prefix: str = "error"):
-    """``main(**vars(args))``; a user error exits with status 1 and ``{prefix}: message`` on stderr."""
+    """``main(**vars(args))``; a user error exits with status 1 and ``{prefix}: message`` on stderr.
+
+    With ``SIGNSPOT_DEBUG=1`` in the environment the error is raised with its traceback.
+    """
     try:
         return main(**vars(args))
     except USER_ERRORS as exc:
+        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
         raise SystemExit(f"{prefix}: {exc}") from None
