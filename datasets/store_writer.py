@@ -288,7 +288,9 @@ def create_frame_store(
     if not 1 <= int(quality) <= 100:
         raise FrameStoreError(f"JPEG quality must be in [1, 100], got {quality}")
     size, quality = int(size), int(quality)
-    workers = _default_workers() if workers is None else max(0, int(workers))
+    if workers is not None and int(workers) < 0:
+        raise FrameStoreError(f"--workers must be >= 0 (0 encodes in this process), got {workers}")
+    workers = _default_workers() if workers is None else int(workers)
     if dest.exists():
         raise FrameStoreError(f"{dest}: already exists; remove it (or choose another --dest_dir) to build a new store")
 

@@ -268,6 +268,8 @@ def _bad_inputs(root: Path, store: Path) -> dict:
         "binary class names": ([vis, "--gt", root / "gt.pkl", "--class-names", root / "names.csv", "--out",
                                 root / "plots"], "names.csv"),
         "--out is a file": ([vis, "--gt", root / "gt.pkl", "--out", root / "a_file"], "a_file"),
+        "negative worker count": (["scripts/track1_lmdb_creator.py", "--dest_dir", root / "store", "--dataset_dir",
+                                   root / "videos", "--bbox_dir", root / "boxes.json", "--workers", "-1"], "--workers"),
         "unknown config key": (["main.py", "--set", "train.epoch=3", "--set", f"io.run_dir={root / 'run'}"],
                                "train.epoch"),
     }
@@ -276,7 +278,7 @@ def _bad_inputs(root: Path, store: Path) -> dict:
 @pytest.mark.parametrize("case", [
     "malicious prediction pickle", "missing ground truth", "no score files", "junk checkpoint", "unknown device",
     "box file not JSON", "malicious ground truth for folds", "store that is a file", "binary class names",
-    "--out is a file", "unknown config key",
+    "--out is a file", "negative worker count", "unknown config key",
 ])
 def test_bad_input_gives_one_line_and_exit_status_1(tmp_path, small_store, case):
     command, expected = _bad_inputs(tmp_path, small_store)[case]
