@@ -126,13 +126,11 @@ def output_path(save_dir, lmdb_dir, checkpoint_path, split: str | None = None) -
 def _written_for_another(path: Path, checkpoint_path: Path) -> bool:
     if not path.is_file():
         return False
-    from .formats.scores import load_frame_scores
-
-    try:
-        written_for = load_frame_scores(path)["checkpoint"]
+    try:  # only the header is wanted: no need to check every video's scores
+        data = safe_pickle_load(path, allow_numpy=True)
     except SignspotError:
         return True  # not ours to replace
-    return written_for != str(checkpoint_path.resolve())
+    return not isinstance(data, dict) or data.get("checkpoint") != str(checkpoint_path.resolve())
 
 
 def load_inference_model(checkpoint_path: str | os.PathLike, *, window: int | None = None):
@@ -218,9 +216,8 @@ def infer_store(
     from datasets.transforms import EvalClipTransform
 
     from .formats.scores import save_frame_scores
-    from .formats.timebase import HEAD_NAMES
     from .runtime import RuntimeSetupError, fix_malloc_mmap_threshold, setup_runtime
-    from .scoring import score_videos
+    from .scoring import equal_head_weights, score_videos
 
     if stride < 1:
         raise InferenceError(f"--stride must be >= 1, got {stride}")
@@ -260,7 +257,7 @@ def infer_store(
         raise InferenceError(f"--stride {stride} > window {spec.window}: frames between windows would get no scores")
     out_path = output_path(save_dir, lmdb_dir, checkpoint_dir, split)
     transform = EvalClipTransform(resize=spec.resize, crop=spec.crop)
-    head_weights = {h: 1.0 / len(HEAD_NAMES) for h in HEAD_NAMES}
+    head_weights = equal_head_weights()
     try:
         # Rank 0 waits at the merge for the slowest rank: allow for long videos.
         runtime = setup_runtime(device, amp, cpu_autocast=True, timeout_s=6 * 3600.0, flags=("--device", "--amp"))

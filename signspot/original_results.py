@@ -29,20 +29,23 @@ __all__ = ["ORIGINAL_RESULTS_FILENAME", "load_any_scores", "load_original_result
 ORIGINAL_RESULTS_FILENAME = "dict_results.pkl"
 
 
-def _safe_load_storage(data: bytes):
-    """Stand-in for ``torch.storage._load_from_bytes``, whose own version calls
-    ``torch.load(weights_only=False)`` and could run code hidden in the bytes."""
+def _weights_only_load(data: bytes, refused: str):
+    """``torch.load(weights_only=True)`` of ``data``; a refusal is an UnsafePickleError ``refused: <why>``."""
     import torch
 
-    if not isinstance(data, (bytes, bytearray)):
-        raise UnsafePickleError("tensor storage payload is not bytes")
     try:
         return torch.load(io.BytesIO(bytes(data)), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
         detail = [line for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
-        raise UnsafePickleError(
-            "tensor storage refused by torch.load(weights_only=True): " + (detail[0] if detail else str(exc))
-        ) from None
+        raise UnsafePickleError(f"{refused}: " + (detail[0] if detail else str(exc))) from None
+
+
+def _safe_load_storage(data: bytes):
+    """Stand-in for ``torch.storage._load_from_bytes``, whose own version calls
+    ``torch.load(weights_only=False)`` and could run code hidden in the bytes."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise UnsafePickleError("tensor storage payload is not bytes")
+    return _weights_only_load(data, "tensor storage refused by torch.load(weights_only=True)")
 
 
 def _safe_rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
@@ -75,15 +78,7 @@ _WHAT = "plain containers, numbers, numpy arrays and torch tensors"
 def _load_torch_results_pickle(path: Path):
     data = path.read_bytes()
     if data[:4] == b"PK\x03\x04":  # written with torch.save: torch's own safe loader
-        import torch
-
-        try:
-            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-        except pickle.UnpicklingError as exc:
-            detail = [line for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
-            raise UnsafePickleError(
-                f"{path}: refused by torch.load(weights_only=True): " + (detail[0] if detail else str(exc))
-            ) from None
+        return _weights_only_load(data, f"{path}: refused by torch.load(weights_only=True)")
     try:
         allowed = allowed_globals(allow_numpy=True)
         return RestrictedUnpickler(io.BytesIO(data), allowed, str(path), replaced=_TENSOR_REPLACEMENTS, what=_WHAT).load()

@@ -139,13 +139,14 @@ class RunDir:
         if keep <= 0 or not history or history[-1].get("val_f1") is None:
             return None
         current = int(history[-1]["epoch"])
-        top = self.ranked_epochs(history)[:keep]
+        ranked = self.ranked_epochs(history)
+        top, rest = ranked[:keep], ranked[keep:]
         if current not in {epoch for _, epoch in top}:
             return None
         path = self.best_path(current, history[-1]["val_f1"])
         save(path)
         kept = {self.best_path(epoch, f1) for f1, epoch in top}
-        for f1, epoch in self.ranked_epochs(history)[keep:]:
+        for f1, epoch in rest:
             old = self.best_path(epoch, f1)
             if old not in kept:
                 old.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from .runtime import Runtime, loader_worker_init
 __all__ = [
     "FrameScoreAccumulator",
     "ScoringError",
+    "equal_head_weights",
     "head_weights_from",
     "score_videos",
     "softmax",
@@ -38,6 +39,11 @@ __all__ = [
 
 class ScoringError(SignspotError, ValueError):
     """Scoring options or inputs that cannot give every frame a score."""
+
+
+def equal_head_weights() -> dict:
+    """The original's inference weights: every head 1/5."""
+    return {h: 1.0 / len(HEAD_NAMES) for h in HEAD_NAMES}
 
 
 def head_weights_from(weights: Sequence[float]) -> dict:
@@ -168,7 +174,7 @@ def score_videos(
     if stride > window:
         raise ScoringError(f"stride {stride} > window {window} would leave frames between windows without scores")
     device = runtime.device
-    head_weights = dict(head_weights) if head_weights is not None else {h: 1.0 / len(HEAD_NAMES) for h in HEAD_NAMES}
+    head_weights = dict(head_weights) if head_weights is not None else equal_head_weights()
     frame_counts = {v: int(store.num_frames(v)) for v in videos}
     for video, count in frame_counts.items():
         if count < 1:

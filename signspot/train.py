@@ -29,6 +29,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -105,8 +106,6 @@ def _build_model(cfg: Config) -> torch.nn.Module:
 
 
 def _initialise_weights(model: torch.nn.Module, cfg: Config, log) -> None:
-    from pathlib import Path
-
     from .checkpoint import load_bsl1k_backbone, load_checkpoint, load_model_weights
 
     if cfg.model.bsl1k_weights:

@@ -68,6 +68,10 @@ class UnsafePickleError(SignspotError, pickle.UnpicklingError):
     """Raised when a pickle asks for a type its format does not allow."""
 
 
+class NotAPickleError(SignspotError, ValueError):
+    """A file that should be a pickle is truncated or something else."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """The project's one unpickler for untrusted files.
 
@@ -124,10 +128,6 @@ def safe_pickle_load(path: str | os.PathLike, *, allow_numpy: bool = False, extr
         raise
     except Exception as exc:  # truncated or not a pickle at all
         raise NotAPickleError(f"{path}: not a readable pickle file ({type(exc).__name__}: {exc})") from exc
-
-
-class NotAPickleError(SignspotError, ValueError):
-    """A file that should be a pickle is truncated or something else."""
 
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
