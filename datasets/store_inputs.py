@@ -15,10 +15,62 @@ from typing import Dict, List, Sequence, Tuple
 from datasets.frame_store import FrameStoreError
 from signspot.formats.gt import video_name
 
-__all__ = ["BOX_MARGIN", "VIDEO_EXTENSIONS", "crop_box", "find_videos", "load_boxes", "pair_sources", "parse_box"]
+__all__ = [
+    "BOX_MARGIN",
+    "VIDEO_EXTENSIONS",
+    "ConstantRateCheck",
+    "VariableFrameRateError",
+    "crop_box",
+    "find_videos",
+    "load_boxes",
+    "pair_sources",
+    "parse_box",
+]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 BOX_MARGIN = 0.10  # crop = box enlarged by 10% of its width/height on each side
+
+
+class VariableFrameRateError(ValueError):
+    """A video whose frames are not evenly spaced in time."""
+
+
+class ConstantRateCheck:
+    """Checks, frame by frame, that a video's decoder timestamps follow its constant frame rate.
+
+    The pipeline turns frame indices into milliseconds with one fps per video, which is
+    only right for a constant frame rate. A variable-rate video (e.g. frames 40 ms apart,
+    then 120 ms) has an average fps in its header, and the times of its signs would be off
+    by seconds. ``check(index, timestamp_ms)`` raises :class:`VariableFrameRateError` when
+    a frame's timestamp (``cv2.CAP_PROP_POS_MSEC`` after reading it) lies more than
+    ``tolerance_frames`` frame periods from where the header's rate puts it. Containers
+    that give no timestamps (all 0) are not checked.
+    """
+
+    def __init__(self, fps: float, source: str, tolerance_frames: float = 2.0):
+        self.period_ms = 1000.0 / fps
+        self.fps = fps
+        self.source = source
+        self.tolerance_ms = tolerance_frames * self.period_ms
+        self.first_ms = None
+        self.enabled = True
+
+    def check(self, index: int, timestamp_ms: float) -> None:
+        if not self.enabled:
+            return
+        if self.first_ms is None:
+            self.first_ms = timestamp_ms
+            return
+        if timestamp_ms <= 0:  # no timestamps from this container
+            self.enabled = False
+            return
+        expected = self.first_ms + index * self.period_ms
+        if abs(timestamp_ms - expected) > self.tolerance_ms:
+            raise VariableFrameRateError(
+                f"{self.source}: variable frame rate: frame {index} is at {timestamp_ms:.0f} ms, where the "
+                f"header's {self.fps:g} fps puts it at {expected:.0f} ms, so the times of its signs would be wrong; "
+                "convert it to a constant frame rate first, e.g. ffmpeg -i IN -fps_mode cfr -r 25 OUT.mp4"
+            )
 
 
 def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int, int]:

@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from datasets.frame_store import (
 from datasets.store_inputs import (
     BOX_MARGIN,
     VIDEO_EXTENSIONS,
+    ConstantRateCheck,
+    VariableFrameRateError,
     as_path_list,
     crop_box,
     load_boxes,
@@ -115,11 +118,16 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
     first = 0
     count = 0
     stored_hw = None
+    clock = ConstantRateCheck(task.fps, task.source)
     try:
         while True:
             ok, frame = cap.read()
             if not ok:
                 break
+            try:
+                clock.check(count, cap.get(cv2.CAP_PROP_POS_MSEC))
+            except VariableFrameRateError as exc:
+                raise BadVideoError(task.video, str(exc)) from None
             if frame.shape[0] != task.height or frame.shape[1] != task.width:
                 raise BadVideoError(
                     task.video,
@@ -164,8 +172,25 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
     yield ("done", task.video, meta)
 
 
-def _worker_main(tasks, results) -> None:
+def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """End this worker soon after the process that started it is gone (even after a SIGKILL).
+
+    A worker of a killed parent would otherwise block for ever on a full result queue
+    or an empty task queue: a daemon thread watches the parent's pid and exits the
+    process when it changes (the orphan is adopted by another process).
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_main(tasks, results, parent_pid: Optional[int] = None) -> None:
     """Worker process: encode videos from ``tasks`` and send chunks to ``results``."""
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     cv2.setNumThreads(1)
     while True:
         task = tasks.get()
@@ -433,7 +458,8 @@ def _run_pool(tasks: List[_Task], workers: int, handle) -> None:
         task_queue.put(task)
     for _ in range(workers):
         task_queue.put(None)
-    procs = [ctx.Process(target=_worker_main, args=(task_queue, results), daemon=True) for _ in range(workers)]
+    procs = [ctx.Process(target=_worker_main, args=(task_queue, results, os.getpid()), daemon=True)
+             for _ in range(workers)]
     for proc in procs:
         proc.start()
     current: Dict[int, str] = {}  # worker pid -> video it is encoding

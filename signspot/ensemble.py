@@ -52,11 +52,39 @@ def find_score_files(results_dir: str | os.PathLike, exclude: Sequence[str] = ()
     return sorted(found)
 
 
+def _check_frame_count(seen: Dict[str, dict], video: str, n: int, *, declared: bool, path) -> None:
+    """Score files of one video must agree on its frame count.
+
+    A per-frame score file states the video's frame count; an original result covers a
+    prefix of the video (its last partial batch of windows was never run), so its length is
+    only a lower bound. Two stated counts that differ, or an original longer than a stated
+    count, mean the files were scored on different videos or stores: an error naming both.
+    """
+    entry = seen.setdefault(video, {"declared": None, "longest": (0, None)})
+    if declared:
+        known = entry["declared"]
+        if known is not None and known[0] != n:
+            raise ScoresFormatError(
+                f"{path}: video {video!r} has {n} frames, but {known[1]} gives it {known[0]}: "
+                "the files were scored on different frame stores; ensemble files of one store only"
+            )
+        entry["declared"] = (n, path)
+    elif n > entry["longest"][0]:
+        entry["longest"] = (n, path)
+    stated, longest = entry["declared"], entry["longest"]
+    if stated is not None and longest[0] > stated[0]:
+        raise ScoresFormatError(
+            f"{longest[1]}: video {video!r} has scores for {longest[0]} frames, but {stated[1]} gives it "
+            f"{stated[0]}: the files were scored on different frame stores; ensemble files of one store only"
+        )
+
+
 def ensemble_frame_scores(paths: Iterable[str | os.PathLike], progress: bool = True) -> Dict[str, dict]:
     """Mean per-frame scores over files: ``{video: {"scores": float32 (T, C+1), "fps", "num_frames", "num_files"}}``.
 
     Files are read one at a time. A video's fps comes from the new-format files when any has it
-    (original results assume 25); files that disagree on a video's fps or column count are an error.
+    (original results assume 25); files that disagree on a video's fps, frame count or column
+    count are an error.
     """
     from tqdm import tqdm
 
@@ -67,6 +95,7 @@ def ensemble_frame_scores(paths: Iterable[str | os.PathLike], progress: bool = T
     counts: Dict[str, np.ndarray] = {}
     fps: Dict[str, Tuple[float, bool]] = {}  # video -> (fps, from a new-format file)
     files_per_video: Dict[str, int] = collections.Counter()
+    frame_counts: Dict[str, dict] = {}
     columns = None
     for path in tqdm(paths, desc="score files", unit="file", disable=not progress, file=sys.stderr):
         data = load_any_scores(path)
@@ -78,6 +107,7 @@ def ensemble_frame_scores(paths: Iterable[str | os.PathLike], progress: bool = T
             elif scores.shape[1] != columns:
                 raise ScoresFormatError(f"{path}: video {video!r} has {scores.shape[1]} score columns, earlier files {columns}")
             n = len(scores)
+            _check_frame_count(frame_counts, video, n, declared=not original, path=path)
             if video not in sums:
                 sums[video] = np.zeros_like(scores)
                 counts[video] = np.zeros(n)

@@ -26,6 +26,7 @@ import hashlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -163,6 +164,14 @@ def load_inference_model(checkpoint_path: str | os.PathLike, *, window: int | No
             spec = dataclasses.replace(spec, num_classes=int(shape["num_classes"]), width=float(shape["width"]))
         except (ValueError, KeyError, AttributeError, TypeError):
             pass  # not an HS-I3D state dict: load_model_weights below says what is wrong
+        else:
+            warnings.warn(
+                f"{path}: the checkpoint stores no config, so the original's settings are assumed: "
+                f"window {spec.window}, resize {spec.resize}, crop {spec.crop} (classes {spec.num_classes} and "
+                f"width {spec.width:g} read off the weights); a model trained at other sizes runs correctly "
+                "only from a checkpoint written by main.py, which stores its config",
+                stacklevel=2,
+            )
     if window is not None:
         spec = dataclasses.replace(spec, window=int(window))
     if spec.window < 8 or spec.window % 8:

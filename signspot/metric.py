@@ -30,6 +30,7 @@ the predictions of the same class, evaluated for all thresholds at once).
 
 from __future__ import annotations
 
+import warnings
 from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -43,6 +44,7 @@ __all__ = [
     "filter_overlapping_predictions",
     "interval_iou",
     "format_score",
+    "warn_if_no_signs",
 ]
 
 IOU_THRESHOLDS = np.arange(0.2, 0.8 + 0.05 - 0.0001, 0.05)
@@ -152,6 +154,16 @@ def _score(gt: Mapping, pred: Mapping, matcher, thresholds) -> dict:
     fn = int(n_gt * len(thresholds) - tp)
     precision, recall, f1 = _prf(tp, fp, fn)
     return {"f1": float(f1), "precision": float(precision), "recall": float(recall), "tp": tp, "fp": fp, "fn": fn}
+
+
+def warn_if_no_signs(gt: Mapping, source: str) -> bool:
+    """Warn (and return True) when ``gt`` holds no sign at all: every score against it is 0."""
+    if any(len(rows) for rows in gt.values()):
+        return False
+    what = "no videos" if not gt else f"{len(gt)} video(s) but no signs"
+    warnings.warn(f"{source}: the ground truth holds {what}, so precision, recall and F1 are 0 "
+                  "whatever the predictions; is it the right file?", stacklevel=2)
+    return True
 
 
 def official_score(gt: Mapping, pred: Mapping, thresholds: Sequence[float] = IOU_THRESHOLDS) -> dict:

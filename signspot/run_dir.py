@@ -77,6 +77,22 @@ class RunDir:
         """Whether a training run already wrote here (a checkpoint or a history)."""
         return self.latest.is_file() or self.history_path.is_file() or any(self.ckpt_dir.glob("best_checkpoint_*.pt"))
 
+    def remove_leftovers(self) -> List[Path]:
+        """Delete the temporary files of writes a killed run left unfinished; returns them.
+
+        Every file of a run is written to ``.<name>.<random>.tmp`` beside it and renamed when
+        complete (:func:`signspot.formats.safe_io.atomic_write`), so such files are never
+        complete outputs. Only those of the run's own files are touched.
+        """
+        removed = []
+        for folder, names in ((self.path, (HISTORY_NAME, CONFIG_NAME)), (self.ckpt_dir, (LATEST_NAME, "best_checkpoint_*.pt"))):
+            for name in names:
+                for leftover in folder.glob(f".{name}.*.tmp"):
+                    if leftover.is_file():
+                        leftover.unlink()
+                        removed.append(leftover)
+        return removed
+
     def move_aside(self) -> Path:
         """Rename the folder to ``<name>.old-<n>`` (the first free n); returns the new path."""
         for n in range(1, 10_000):

@@ -223,6 +223,8 @@ def build(cfg: Config, rt: Runtime, *, move_aside: bool = False) -> Session:
             restore_rng_state(resume_ckpt["rng"])
         log(f"resumed from {run.latest}: {session.start_epoch} epoch(s), {session.iteration} iteration(s) done")
     if is_main:  # everything checked: now the run folder is written
+        for leftover in run.remove_leftovers():
+            log(f"removed {leftover} (an unfinished write of a killed run)")
         run.path.mkdir(parents=True, exist_ok=True)
         with atomic_write(run.config_path, "w") as f:
             f.write(config_to_json(cfg) + "\n")

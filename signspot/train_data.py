@@ -58,6 +58,14 @@ def read_fold_csv(path: str | os.PathLike, store, num_classes: int, *, role: str
                 f"{path}: line {line} has label {row['label']}, outside [0, {num_classes}) "
                 f"(data.num_classes = {num_classes})"
             )
+        frames = store.num_frames(row["video"])
+        # A sign may end on the frame just past the last one (its end time rounded up), not later.
+        if row["end_frame"] > frames:
+            raise DataError(
+                f"{path}: line {line}: end_frame {row['end_frame']} lies past the end of video "
+                f"{row['video']!r}, which has {frames} frames in {store.path}; the CSV does not describe "
+                "this frame store (remake the folds with scripts/make_folds.py, or use the store they were made for)"
+            )
     return rows
 
 

@@ -216,6 +216,209 @@ def test_resume_encodes_a_replaced_video_again(tmp_path, monkeypatch):
     assert FrameStore(tmp_path / "store").num_frames("a") == 24
 
 
+# ------------------------------------------------------------------ weak spots: silent acceptances
+def test_a_fold_csv_reaching_past_the_video_is_refused(tmp_path, small_store):
+    from datasets.frame_store import FrameStore
+    from signspot.train_data import DataError, read_fold_csv
+
+    store = FrameStore(small_store)  # video "v": 40 frames
+    csv = tmp_path / "train_0.csv"
+    csv.write_text("video,label,start_frame,end_frame,fcount\nv,1,10,40,40\n")
+    assert read_fold_csv(csv, store, 3, role="train")[0]["end_frame"] == 40  # the frame just past the end: rounding
+    csv.write_text("video,label,start_frame,end_frame,fcount\nv,1,10,40,40\nv,2,30,75,75\n")
+    with pytest.raises(DataError, match=r"train_0.csv: line 3: end_frame 75 lies past the end of video 'v', which has 40"):
+        read_fold_csv(csv, store, 3, role="train")
+
+
+def _scores_file(path: Path, frames: int, checkpoint: str) -> Path:
+    from signspot.formats.scores import save_frame_scores
+
+    scores = np.full((frames, 4), 0.25, np.float32)
+    save_frame_scores(path, {"v": {"scores": scores, "fps": 25.0, "num_frames": frames}}, checkpoint=checkpoint,
+                      head_weights=None, window=32, stride=1)
+    return path
+
+
+def test_score_files_disagreeing_on_a_video_frame_count_are_refused(tmp_path):
+    from signspot.ensemble import ensemble_frame_scores
+    from signspot.formats.scores import ScoresFormatError
+
+    a = _scores_file(tmp_path / "a" / "frame_scores.pkl", 40, "a.pt")
+    same = _scores_file(tmp_path / "b" / "frame_scores.pkl", 40, "b.pt")
+    other = _scores_file(tmp_path / "c" / "frame_scores.pkl", 41, "c.pt")
+    assert ensemble_frame_scores([a, same], progress=False)["v"]["num_files"] == 2
+    with pytest.raises(ScoresFormatError, match=r"c/frame_scores.pkl: video 'v' has 41 frames, but .*a/frame_scores.pkl"):
+        ensemble_frame_scores([a, other], progress=False)
+    # an original result covers a prefix of the video: shorter is fine, longer than the video is not
+    logits = {"x": torch.zeros(20, 32, 4)}  # 20 windows: 51 frames, longer than 40
+    torch.save({"v": logits}, tmp_path / "dict_results.pkl")
+    with pytest.raises(ScoresFormatError, match="dict_results.pkl: video 'v' has scores for 51 frames"):
+        ensemble_frame_scores([tmp_path / "dict_results.pkl", a], progress=False)
+    torch.save({"v": {"x": torch.zeros(5, 32, 4)}}, tmp_path / "dict_results.pkl")  # 36 frames
+    assert ensemble_frame_scores([a, tmp_path / "dict_results.pkl"], progress=False)["v"]["num_frames"] == 40
+
+
+def test_numpy_ints_in_a_prediction_file_are_read(tmp_path):
+    import pickle
+
+    from signspot.formats.gt import load_intervals
+
+    (tmp_path / "pred.pkl").write_bytes(pickle.dumps(
+        {"v": [[np.int64(1), np.int32(40), np.int64(400)]], "w": np.array([[2, 10, 20]])}))
+    loaded = load_intervals(tmp_path / "pred.pkl")
+    assert loaded == {"v": [[1, 40, 400]], "w": [[2, 10, 20]]}
+    assert all(type(v) is int for rows in loaded.values() for row in rows for v in row)
+
+
+def test_an_empty_ground_truth_is_warned_about(tmp_path):
+    from signspot.formats.gt import save_intervals_pkl
+
+    save_intervals_pkl({"v": []}, tmp_path / "gt.pkl")
+    save_intervals_pkl({"v": [[0, 40, 400]]}, tmp_path / "pred.pkl")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--gt", str(tmp_path / "gt.pkl"),
+                             "--pred", str(tmp_path / "pred.pkl")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "gt.pkl: the ground truth holds 1 video(s) but no signs" in result.stderr
+
+
+def _variable_rate_mp4(path: Path, frames: int = 30, slow_from: int = 10) -> Path:
+    """An mp4 whose frames are 40 ms apart, then 120 ms from frame ``slow_from`` on.
+
+    OpenCV writes constant-rate files only, so its file's time-to-sample table (``stts``,
+    one ``(count, delta)`` entry) is rewritten to two entries; the index follows the media
+    data, so only the sizes of the boxes holding the table change.
+    """
+    import struct
+
+    from tests.test_frame_store import make_video
+
+    make_video(path, frames)
+    data = bytearray(path.read_bytes())
+
+    def find(lo, hi, name):
+        while lo < hi:
+            size, kind = struct.unpack(">I4s", data[lo:lo + 8])
+            if kind == name:
+                return lo, size
+            lo += size
+        raise AssertionError(f"no {name} box")
+
+    chain, lo, hi = [], 0, len(data)
+    for name in (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts"):
+        offset, size = find(lo, hi, name)
+        chain.append((offset, size))
+        lo, hi = offset + 8, offset + size
+    offset, size = chain[-1]
+    count, delta = struct.unpack(">II", data[offset + 16:offset + 24])
+    assert count == frames
+    table = struct.pack(">IIIIII", 0, 2, slow_from, delta, frames - slow_from, 3 * delta)
+    grow = len(table) - (size - 8)
+    data[offset + 8:offset + size] = table
+    for box_offset, box_size in chain:
+        data[box_offset:box_offset + 4] = struct.pack(">I", box_size + grow)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_variable_frame_rate_video_is_refused_with_how_to_convert_it(tmp_path):
+    import json
+
+    from datasets.store_writer import BadVideoError, create_frame_store
+    from tests.test_frame_store import make_video
+
+    (tmp_path / "videos").mkdir()
+    _variable_rate_mp4(tmp_path / "videos" / "vfr.mp4")
+    (tmp_path / "boxes.json").write_text(json.dumps({"vfr": [0, 0, 24, 24], "cfr": [0, 0, 24, 24]}))
+    with pytest.raises(BadVideoError, match=r"vfr.mp4: variable frame rate: frame \d+ is at .*ffmpeg .*-fps_mode cfr"):
+        create_frame_store(tmp_path / "store", tmp_path / "videos", tmp_path / "boxes.json", size=16, workers=0,
+                           progress=False)
+    (tmp_path / "videos" / "vfr.mp4").unlink()
+    make_video(tmp_path / "videos" / "cfr.mp4", 30)  # the same file at a constant rate is stored
+    report = create_frame_store(tmp_path / "store2", tmp_path / "videos", tmp_path / "boxes.json", size=16,
+                                workers=0, progress=False)
+    assert report["stored"] == ["cfr"]
+
+
+def _children(pid: int) -> list:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process tables from /proc")
+def test_creator_workers_exit_when_their_parent_is_killed(tmp_path):
+    import signal
+    import time
+
+    from tests.test_frame_store import make_dataset
+
+    vids, bbox = make_dataset(tmp_path, {f"v{i}": 400 for i in range(4)})
+    # The parent stops reading results at the first message, so the workers fill the bounded
+    # result queue and block in put(): the state a SIGKILLed parent leaves them in.
+    code = ("import sys, time; sys.path.insert(0, %r)\n"
+            "import datasets.store_writer as writer\n"
+            "pool = writer._run_pool\n"
+            "def stuck(message):\n"
+            "    print('stuck', flush=True); time.sleep(600)\n"
+            "writer._run_pool = lambda tasks, workers, handle: pool(tasks, workers, stuck)\n"
+            "writer.create_frame_store(%r, %r, %r, size=32, workers=2, progress=False)\n"
+            ) % (str(ROOT), str(tmp_path / "store"), str(vids), str(bbox))
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "stuck"
+        time.sleep(2.0)  # the workers fill the queue and block
+        workers = [p for p in _children(parent.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) >= 2 and all(_running(p) for p in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_running(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(p) for p in workers), "orphaned workers are still running"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_leftover_temporary_files_of_a_killed_run_are_removed_on_the_next_start(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    _run(tiny_data, run_dir, **{"train.epochs": 1, "eval.every_epochs": 0})
+    leftovers = [run_dir / "ckpts" / ".latest_checkpoint.pt.k1l2x.tmp", run_dir / "ckpts" / ".best_checkpoint_1_0.5000.pt.q.tmp",
+                 run_dir / ".history.jsonl.abc.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a checkpoint")
+    unrelated = run_dir / "ckpts" / ".notes.txt.tmp"
+    unrelated.write_text("not ours")
+    _run(tiny_data, run_dir, **{"train.epochs": 2, "eval.every_epochs": 0})
+    assert not any(path.exists() for path in leftovers)
+    assert unrelated.read_text() == "not ours"
+    assert RunDir(run_dir).read_history()[-1]["epoch"] == 2
+
+
+def test_a_checkpoint_without_config_says_which_settings_it_assumes(tmp_path):
+    from models import build_model
+    from signspot.inference import load_inference_model
+
+    torch.save(build_model("hs_i3d_tiny", num_classes=3).state_dict(), tmp_path / "bare.pt")
+    with pytest.warns(UserWarning, match=r"bare.pt: the checkpoint stores no config.*window 32, resize 256, crop 224"):
+        _, spec = load_inference_model(tmp_path / "bare.pt")
+    assert spec.num_classes == 3
+
+
 # ------------------------------------------------------------------ one line, exit status 1, nothing written
 class _Evil:
     def __reduce__(self):
@@ -249,6 +452,8 @@ def _bad_inputs(root: Path, store: Path) -> dict:
     (root / "names.csv").write_bytes(bytes(range(256)))
     (root / "a_file").write_text("x")
     (root / "videos").mkdir()
+    _scores_file(root / "res" / "run_a" / "frame_scores.pkl", 40, "a.pt")  # scores of video "v" only
+    save_intervals_pkl({"other": [[0, 40, 400]]}, root / "other_gt.pkl")
     ev, vis = "scripts/evaluate.py", "scripts/visualize.py"
     return {
         "malicious prediction pickle": ([ev, "--gt", root / "gt.pkl", "--pred", root / "evil.pkl"], "evil.pkl"),
@@ -272,13 +477,15 @@ def _bad_inputs(root: Path, store: Path) -> dict:
                                    root / "videos", "--bbox_dir", root / "boxes.json", "--workers", "-1"], "--workers"),
         "unknown config key": (["main.py", "--set", "train.epoch=3", "--set", f"io.run_dir={root / 'run'}"],
                                "train.epoch"),
+        "tuning on videos never scored": (["solution_test_creator_v2.py", "--results-dir", root / "res", "--tune-on",
+                                           root / "other_gt.pkl", "--out", root / "pred.pkl"], "other_gt.pkl"),
     }
 
 
 @pytest.mark.parametrize("case", [
     "malicious prediction pickle", "missing ground truth", "no score files", "junk checkpoint", "unknown device",
     "box file not JSON", "malicious ground truth for folds", "store that is a file", "binary class names",
-    "--out is a file", "negative worker count", "unknown config key",
+    "--out is a file", "negative worker count", "unknown config key", "tuning on videos never scored",
 ])
 def test_bad_input_gives_one_line_and_exit_status_1(tmp_path, small_store, case):
     command, expected = _bad_inputs(tmp_path, small_store)[case]

@@ -21,10 +21,10 @@ from ..ensemble import ensemble_frame_scores, find_score_files
 from ..formats.gt import load_intervals, save_intervals_pkl
 from ..formats.safe_io import atomic_write
 from ..formats.scores import SCORES_FILENAME, save_frame_scores
-from ..metric import format_score, official_score
+from ..metric import format_score, official_score, warn_if_no_signs
 from ..original_results import ORIGINAL_RESULTS_FILENAME
 from ..tuning import format_tuning_table, settings_of, tune_decode_settings
-from ._exit import run_main
+from ._exit import CommandError, run_main
 
 
 def parse_args(argv=None):
@@ -84,6 +84,13 @@ def main(
     if tune_on:
         gt = load_intervals(tune_on)
         missing = set(gt) - set(videos)
+        if not any(len(rows) for rows in gt.values()) or missing == set(gt):
+            raise CommandError(
+                f"{tune_on}: " + ("holds no signs to tune on" if not any(len(r) for r in gt.values()) else
+                                  f"none of its {len(gt)} videos has scores under {results_dir} "
+                                  f"(e.g. {sorted(gt)[:3]})")
+                + "; tune on the ground truth of the videos that were scored (the validation set)"
+            )
         if missing:
             warnings.warn(f"{len(missing)} ground-truth videos have no scores (e.g. {sorted(missing)[:3]})", stacklevel=2)
         settings, rows = tune_decode_settings(videos, gt, progress=not quiet)
@@ -119,7 +126,9 @@ def main(
         )
         say(f"wrote ensembled scores to {save_scores}")
     if evaluate:
-        score = official_score(load_intervals(evaluate), predictions)
+        gt = load_intervals(evaluate)
+        warn_if_no_signs(gt, evaluate)
+        score = official_score(gt, predictions)
         say(f"official score on {evaluate}: {format_score(score)}")
         summary["score"] = score
     return summary

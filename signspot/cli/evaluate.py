@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..formats.gt import load_intervals
 from ..formats.safe_io import atomic_write
-from ..metric import format_report, format_score, official_score, score_report, strict_score
+from ..metric import format_report, format_score, official_score, score_report, strict_score, warn_if_no_signs
 from ._exit import CommandError, run_main
 
 
@@ -57,6 +57,7 @@ def main(
         raise CommandError("give --gt and --pred, or --input DIR --output DIR")
     gt_data = load_intervals(gt)
     pred_data = load_intervals(pred)
+    warn_if_no_signs(gt_data, gt)
 
     scorer = strict_score if strict else official_score
     result = scorer(gt_data, pred_data)

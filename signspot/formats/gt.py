@@ -55,7 +55,8 @@ def validate_intervals(
 ) -> Intervals:
     """Check the structure and return a clean copy with plain Python ints.
 
-    Raises :class:`MalformedIntervalsError` naming ``source``, the video and the row
+    Rows may be lists, tuples or a numpy ``(n, 3)`` array, their values Python or numpy
+    ints. Raises :class:`MalformedIntervalsError` naming ``source``, the video and the row
     for: a non-dict, a non-string key, a row that is not three ints, a negative
     time, start > end (or start == end when ``allow_empty_interval`` is False),
     or a class outside ``[0, num_classes)`` when ``num_classes`` is given.
@@ -68,6 +69,8 @@ def validate_intervals(
     for video, rows in data.items():
         if not isinstance(video, str):
             raise MalformedIntervalsError(f"{source}: video key {video!r} is not a string")
+        if hasattr(rows, "tolist") and getattr(rows, "ndim", None) == 2:  # a numpy (n, 3) int array
+            rows = rows.tolist()
         if not isinstance(rows, (list, tuple)):
             raise MalformedIntervalsError(
                 f"{source}: video {video!r}: expected a list of [class, start_ms, end_ms] rows, got {type(rows).__name__}"
@@ -120,7 +123,7 @@ def load_intervals(path: str | os.PathLike, *, num_classes: Optional[int] = None
     if path.is_dir():
         data = _load_txt_dir(path)
     elif path.exists():
-        data = safe_pickle_load(path)
+        data = safe_pickle_load(path, allow_numpy=True)  # numpy ints are common in files made with numpy
     else:
         raise FileNotFoundError(f"{path}: no such file or folder (expected a .pkl file or a folder of <video>.txt)")
     return validate_intervals(data, str(path), num_classes=num_classes)

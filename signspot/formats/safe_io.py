@@ -96,8 +96,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in self._allowed:
             return super().find_class(module, name)
         raise UnsafePickleError(
-            f"{self._source}: refusing to unpickle {module}.{name}; this file may only hold {self._what}. "
-            "It was not written by this pipeline or has been tampered with."
+            f"{self._source}: refusing to unpickle {module}.{name}; this file may only hold {self._what} "
+            "(unpickling other types can run code). Convert it to those types with the program that wrote it."
         )
 
 
