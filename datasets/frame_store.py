@@ -354,6 +354,19 @@ class FrameStore:
             raise IndexError(f"{self.path}: video {video!r} has {n} frames; frame {bad} does not exist")
         return idx
 
+    def read_jpegs(self, video: str, indices) -> List[bytes]:
+        """The stored JPEG bytes of frames ``indices`` (e.g. to compare two stores byte for byte)."""
+        idx = self._checked_indices(video, indices)
+
+        def copy(bufs, positions, _sources) -> List[bytes]:
+            out: List[bytes] = [b""] * len(idx)
+            for buf, where in zip(bufs, positions):
+                for pos in where:
+                    out[pos] = bytes(buf)
+            return out
+
+        return self._with_jpegs(video, idx, copy)
+
     def _with_jpegs(self, video: str, idx: np.ndarray, fn):
         """``fn(bufs, positions, sources)`` on the JPEG bytes of the distinct frames of ``idx``."""
         wanted, positions = _unique_positions(idx)

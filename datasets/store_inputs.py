@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-BOX_MARGIN = 0.10  # crop = box enlarged by 10% of its width/height on each side
+BOX_MARGIN = 0.10  # crop = box enlarged by int(10%) of its width/height on each side
 
 
 class VariableFrameRateError(ValueError):
@@ -76,9 +76,10 @@ class ConstantRateCheck:
 def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int, int]:
     """The crop taken for signer box ``[x1, y1, x2, y2]`` in a ``width`` x ``height`` frame.
 
-    The box is enlarged by 10% of its width (height) on the left and right (top
-    and bottom), then clipped to the frame. Raises ``ValueError`` for a box of
-    zero size or one that lies outside the frame.
+    The box is enlarged by ``int(0.1 * width)`` of the box (``int(0.1 * height)``: the
+    margin truncated, as the original creator did) on the left and right (top and
+    bottom), then clipped to the frame. Raises ``ValueError`` for a box of zero size
+    or one that lies outside the frame.
     """
     x1, y1, x2, y2 = box
     bw, bh = x2 - x1, y2 - y1
@@ -86,10 +87,9 @@ def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int
         raise ValueError(f"signer box {list(box)} has zero size (need x1 < x2 and y1 < y2)")
     if min(x2, width) <= max(x1, 0) or min(y2, height) <= max(y1, 0):  # the box itself, before the margin
         raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
-    cx1 = max(0, int(round(x1 - BOX_MARGIN * bw)))
-    cy1 = max(0, int(round(y1 - BOX_MARGIN * bh)))
-    cx2 = min(width, int(round(x2 + BOX_MARGIN * bw)))
-    cy2 = min(height, int(round(y2 + BOX_MARGIN * bh)))
+    margin_x, margin_y = int(BOX_MARGIN * bw), int(BOX_MARGIN * bh)
+    cx1, cy1 = max(0, x1 - margin_x), max(0, y1 - margin_y)
+    cx2, cy2 = min(width, x2 + margin_x), min(height, y2 + margin_y)
     if cx2 <= cx1 or cy2 <= cy1:
         raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
     return cx1, cy1, cx2, cy2

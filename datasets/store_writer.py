@@ -16,12 +16,14 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import lmdb
+import numpy as np
 
 from datasets.frame_store import (
     _FRAME_PREFIX,
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 _CHUNK_FRAMES = 32  # frames per message from a worker / per write transaction
+# The released store's encoding: native-size crops, PIL's default JPEG quality.
+ORIGINAL_ENCODING = {"size": 0, "quality": 75}
 _INITIAL_MAP_SIZE = 1 << 36  # 64 GiB of address space; grown on MapFullError
 
 
@@ -79,6 +83,7 @@ class _Task:
     header_frames: int
     size: int
     quality: int
+    original: bool = False  # the original creator's frame count: the header's, black where undecodable
     source_size: int = 0  # bytes: with the modification time and header_frames, what identifies the file
     source_mtime_ns: int = 0
 
@@ -105,9 +110,12 @@ def _probe(path: Path) -> Tuple[int, int, float, int]:
 
 
 def _encode_video(task: _Task) -> Iterator[tuple]:
-    """Yield ``("frames", video, first_index, [jpeg, ...])`` chunks then ``("done", video, meta)``.
+    """Yield ``("frames", video, first_index, [jpeg, ...])`` chunks, maybe ``("warning", video, text)``,
+    then ``("done", video, meta)``.
 
-    Holds one decoded frame and one chunk of JPEG bytes at a time.
+    Holds one decoded frame and one chunk of JPEG bytes at a time. With ``task.original``
+    the video has the header's frame count, as the original creator gave it: reading stops
+    there, and a frame that cannot be decoded is stored black.
     """
     cap = cv2.VideoCapture(task.source)
     if not cap.isOpened():
@@ -117,23 +125,31 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
     chunk: List[bytes] = []
     first = 0
     count = 0
+    decoded = 0
+    black: List[int] = []  # frames stored black (original frame count only)
     stored_hw = None
     clock = ConstantRateCheck(task.fps, task.source)
+    wanted = task.header_frames if task.original and task.header_frames > 0 else None
     try:
-        while True:
+        while wanted is None or count < wanted:
             ok, frame = cap.read()
-            if not ok:
+            if ok:
+                try:
+                    clock.check(count, cap.get(cv2.CAP_PROP_POS_MSEC))
+                except VariableFrameRateError as exc:
+                    raise BadVideoError(task.video, str(exc)) from None
+                if frame.shape[0] != task.height or frame.shape[1] != task.width:
+                    raise BadVideoError(
+                        task.video,
+                        f"{task.source}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, "
+                        f"the header says {task.width}x{task.height}",
+                    )
+                decoded += 1
+            elif wanted is None:
                 break
-            try:
-                clock.check(count, cap.get(cv2.CAP_PROP_POS_MSEC))
-            except VariableFrameRateError as exc:
-                raise BadVideoError(task.video, str(exc)) from None
-            if frame.shape[0] != task.height or frame.shape[1] != task.width:
-                raise BadVideoError(
-                    task.video,
-                    f"{task.source}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, "
-                    f"the header says {task.width}x{task.height}",
-                )
+            else:  # the header's count is the video's: an undecodable frame stays black
+                frame = np.zeros((task.height, task.width, 3), np.uint8)
+                black.append(count)
             crop = frame[y1:y2, x1:x2]
             if task.size > 0:
                 crop = cv2.resize(crop, (task.size, task.size), interpolation=cv2.INTER_LINEAR)
@@ -150,10 +166,13 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
         cap.release()
     if chunk:
         yield ("frames", task.video, first, chunk)
-    if count == 0:
+    if decoded == 0:
         raise BadVideoError(task.video, f"{task.source}: no frame could be decoded (corrupt or unreadable video)")
+    if black:
+        yield ("warning", task.video, f"{task.source}: {len(black)} of its {count} frames could not be decoded and "
+                                      f"are stored black, as the original creator did: frames {_spans(black)}")
     # A decoder that stops well short of the header's count met corrupt data.
-    if task.header_frames > 0 and count < task.header_frames - max(2, int(0.01 * task.header_frames)):
+    elif wanted is None and task.header_frames > 0 and count < task.header_frames - max(2, int(0.01 * task.header_frames)):
         raise BadVideoError(
             task.video,
             f"{task.source}: only {count} of the {task.header_frames} frames in its header could be decoded "
@@ -167,9 +186,20 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
         "box": list(task.box) if task.box is not None else None,
         "frame_height": int(stored_hw[0]),
         "frame_width": int(stored_hw[1]),
+        "black_frames": len(black),
         **task.identity(),
     }
     yield ("done", task.video, meta)
+
+
+def _spans(indices: Sequence[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    spans, start = [], indices[0]
+    for prev, cur in zip(indices, list(indices[1:]) + [None]):
+        if cur != prev + 1:
+            spans.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = cur
+    return ", ".join(spans)
 
 
 def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
@@ -275,17 +305,29 @@ def create_frame_store(
     dataset_dir: str | os.PathLike | Sequence[str | os.PathLike],
     bbox_path: str | os.PathLike | Sequence[str | os.PathLike],
     *,
-    size: int = 256,
-    quality: int = 90,
+    compat: Optional[str] = None,
+    size: Optional[int] = None,
+    quality: Optional[int] = None,
     workers: Optional[int] = None,
     skip_bad: bool = False,
     full_frame_if_missing: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Crop, resize and JPEG-encode every frame of every video into an LMDB store at ``dest_dir``.
+    """Crop (and maybe resize) and JPEG-encode every frame of every video into an LMDB store at ``dest_dir``.
 
-    ``size`` > 0 stores ``size`` x ``size`` frames (``cv2.INTER_LINEAR``), 0 keeps the
-    crop's own size. ``workers`` processes encode videos in parallel (0: in this
+    Two encodings (``compat``):
+
+    - ``"original"``, the default when neither ``size`` nor ``quality`` is given: the
+      released store's frames, byte for byte. The crop at its native size, JPEG quality 75
+      with 4:2:0 chroma (libjpeg-turbo, the bytes PIL's defaults give), the header's frame
+      count with undecodable frames stored black (a warning names them). The network's
+      resize to 256 happens after decoding, in the transforms.
+    - ``"none"`` (implied by ``size`` or ``quality``): ``size`` x ``size`` frames
+      (``cv2.INTER_LINEAR``; default 256, 0 keeps the crop's size) at ``quality`` (default
+      90), as many frames as decode; a video short of its header's count by more than 1%
+      is refused. Smaller JPEGs: the training loader decodes faster.
+
+    ``workers`` processes encode videos in parallel (0: in this
     process); this process is the only LMDB writer. Work goes to ``<dest_dir>.partial``
     and is renamed to ``dest_dir`` when every video is stored; rerunning after an
     interruption skips the videos already stored there.
@@ -308,6 +350,20 @@ def create_frame_store(
     partial = dest.with_name(dest.name + ".partial")
     dataset_dirs = as_path_list(dataset_dir, "video folder")
     bbox_paths = as_path_list(bbox_path, "box file")
+    if compat is None:
+        compat = "original" if size is None and quality is None else "none"
+    if compat == "original":
+        if (size or 0) != ORIGINAL_ENCODING["size"] or (quality or 75) != ORIGINAL_ENCODING["quality"]:
+            raise FrameStoreError(
+                f"--compat original stores native-size frames at JPEG quality 75; --size {size} / --quality "
+                f"{quality} make a different store: give them without --compat original"
+            )
+        size, quality = ORIGINAL_ENCODING["size"], ORIGINAL_ENCODING["quality"]
+    elif compat == "none":
+        size = 256 if size is None else size
+        quality = 90 if quality is None else quality
+    else:
+        raise FrameStoreError(f"compat must be 'original' or 'none', got {compat!r}")
     if int(size) < 0:
         raise FrameStoreError(f"size must be >= 0 (0 keeps the crop's size), got {size}")
     if not 1 <= int(quality) <= 100:
@@ -351,7 +407,7 @@ def create_frame_store(
             fps = ORIGINAL_FPS
         stat = path.stat()
         tasks.append(_Task(video, str(path), box, crop, width, height, fps, count, size, quality,
-                           stat.st_size, stat.st_mtime_ns))
+                           compat == "original", stat.st_size, stat.st_mtime_ns))
     if bad and not skip_bad:
         first = next(iter(bad))
         if len(bad) == 1:
@@ -359,7 +415,7 @@ def create_frame_store(
         listing = "\n".join(f"  {v}: {r}" for v, r in bad.items())
         raise BadVideoError(first, f"{bad[first]}\n{len(bad)} bad videos in all:\n{listing}")
 
-    settings = {"size": size, "quality": quality, "box_margin": BOX_MARGIN}
+    settings = {"size": size, "quality": quality, "box_margin": BOX_MARGIN, "compat": compat}
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -425,6 +481,8 @@ def _run_tasks(writer: _Writer, tasks: List[_Task], workers: int, skip_bad: bool
             writer.put_many([(_frame_key(video, first + i), jpeg) for i, jpeg in enumerate(chunk)])
             if bar is not None:
                 bar.update(len(chunk))
+        elif kind == "warning":
+            warnings.warn(f"video {video!r}: {message[2]}", stacklevel=2)
         elif kind == "done":
             writer.finish_video(video, message[2])
             stored.append(video)

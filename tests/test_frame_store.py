@@ -395,3 +395,73 @@ def test_several_folders_bad_pairing_and_duplicate_names(tmp_path):
     with pytest.raises(BadVideoError, match="no signer box in .*val.json") as err:
         create_frame_store(tmp_path / "s", [train, val], [train_boxes, val_boxes], workers=0, progress=False)
     assert err.value.video == "other"
+
+
+# ------------------------------------------------------------------ the original creator's encoding (the default)
+def _textured_video(path, n, fourcc="mp4v"):
+    """Frames with texture (a JPEG of flat colour would hide encoder differences)."""
+    rng = np.random.default_rng(7)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, (W, H))
+    base = cv2.GaussianBlur((rng.random((H, W, 3)) * 255).astype(np.uint8), (5, 5), 1.5)
+    for i in range(n):
+        writer.write(np.roll(base, 2 * i, axis=1))
+    writer.release()
+    return path
+
+
+def test_original_encoding_is_pil_quality_75_of_the_native_crop(tmp_path):
+    import io
+
+    from PIL import Image
+
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    _textured_video(vids / "a.mp4", 12)
+    box = [11, 7, 44, 40]  # 33 x 33: a margin of int(3.3) = 3 px (rounding would not change it; 0.1 * 35 would)
+    (tmp_path / "boxes.json").write_text(json.dumps({"a": box}))
+    create_frame_store(tmp_path / "store", vids, tmp_path / "boxes.json", workers=0, progress=False)
+    store = FrameStore(tmp_path / "store")
+    assert store.meta("a")["frame_width"] == 39 and store.meta("a")["frame_height"] == 39  # native size
+    cap = cv2.VideoCapture(str(vids / "a.mp4"))
+    expected = []
+    for _ in range(12):
+        ok, frame = cap.read()
+        assert ok
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)[7 - 3:40 + 3, 11 - 3:44 + 3]
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="JPEG")  # PIL's defaults: quality 75, 4:2:0
+        expected.append(buf.getvalue())
+    assert store.read_jpegs("a", range(12)) == expected  # byte for byte
+
+
+def test_truncated_margin_as_the_original():
+    # a 35-px box: 0.1 * 35 = 3.5 -> int 3 (rounding gave 4)
+    assert fs.crop_box([10, 10, 45, 45], 100, 100) == (7, 7, 48, 48)
+    assert fs.crop_box([10, 10, 29, 29], 100, 100) == (9, 9, 30, 30)  # int(1.9) = 1
+
+
+def test_original_encoding_keeps_the_header_frame_count_with_black_frames(tmp_path):
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    _textured_video(vids / "cut.avi", 30, fourcc="MJPG")
+    data = (vids / "cut.avi").read_bytes()
+    (vids / "cut.avi").write_bytes(data[: int(len(data) * 0.7)])  # the header still says 30 frames
+    (tmp_path / "boxes.json").write_text(json.dumps({"cut": BOX}))
+    with pytest.warns(UserWarning, match=r"video 'cut': .*cut.avi: \d+ of its 30 frames could not be decoded and are "
+                                         r"stored black, as the original creator did: frames \d+-29"):
+        create_frame_store(tmp_path / "store", vids, tmp_path / "boxes.json", workers=0, progress=False)
+    store = FrameStore(tmp_path / "store")
+    assert store.num_frames("cut") == 30
+    black = store.meta("cut")["black_frames"]
+    assert 0 < black < 30
+    frames = store.read_frames("cut", range(30))
+    assert frames[-black:].max() == 0 and frames[: 30 - black].max() > 0
+    # the resized store refuses such a video instead
+    with pytest.raises(BadVideoError, match="of the 30 frames in its header could be decoded"):
+        create_frame_store(tmp_path / "store2", vids, tmp_path / "boxes.json", size=32, workers=0, progress=False)
+
+
+def test_original_encoding_refuses_a_size_or_quality(tmp_path):
+    vids, bbox = make_dataset(tmp_path, {"a": 5})
+    with pytest.raises(FrameStoreError, match="--compat original stores native-size frames at JPEG quality 75"):
+        create_frame_store(tmp_path / "store", vids, bbox, compat="original", size=256, workers=0, progress=False)

@@ -10,6 +10,7 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
+from datasets.store_inputs import crop_box
 from signspot.formats.gt import load_intervals
 from signspot.formats.safe_io import atomic_write
 
@@ -63,10 +64,8 @@ def make_contact_sheet(dataset: str | os.PathLike, path: str | os.PathLike, *, m
             mid = frames[len(frames) // 2].astype(np.float32)
             trail = np.mean([f.astype(np.float32) for f in frames], 0)
             img = np.clip(0.65 * mid + 0.35 * trail, 0, 255).astype(np.uint8)
-            x1, y1, x2, y2 = box
-            dx, dy = int(0.1 * (x2 - x1)), int(0.1 * (y2 - y1))
-            h, w = img.shape[:2]
-            crop = img[max(0, y1 - dy) : min(h, y2 + dy), max(0, x1 - dx) : min(w, x2 + dx)]
+            x1, y1, x2, y2 = crop_box(box, img.shape[1], img.shape[0])
+            crop = img[y1:y2, x1:x2]
             crop = cv2.resize(crop, (cell, cell), interpolation=cv2.INTER_AREA)
             cv2.putText(crop, f"class {cls}", (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 0), 1, cv2.LINE_AA)
             cv2.putText(crop, f"{video} {e - s}f", (3, cell - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 255), 1,

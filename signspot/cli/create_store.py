@@ -10,6 +10,12 @@ new_split folds) with one box file per folder, paired in order:
         --dataset_dir TRAIN/MSSL_TRAIN_SET_VIDEOS VALIDATION/MSSL_VAL_SET_VIDEOS \\
         --bbox_dir train_bboxes.json val_bboxes.json
 
+By default the store holds what the original creator stored, byte for byte (the released
+checkpoints were trained and scored on such frames): the crop at its native size, JPEG
+quality 75, the header's frame count. A store for faster training loads is an explicit
+choice, e.g. 256x256 frames at quality 90:
+    python scripts/track1_lmdb_creator.py --dest_dir data/lmdb/train_fast ... --size 256 --quality 90
+
 The store is built in <dest_dir>.partial and renamed when complete; rerun the same
 command after an interruption to continue where it stopped.
 """
@@ -32,10 +38,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "in the same order")
     parser.add_argument("--workers", type=int, default=None,
                         help="encoding processes (default: CPUs - 1, at most 8; 0 encodes in this process)")
-    parser.add_argument("--size", type=int, default=256,
-                        help="store frames resized to SIZE x SIZE (default 256, the network's pre-crop size); "
-                             "0 keeps the crop's own size")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default 90)")
+    parser.add_argument("--compat", choices=("original", "none"), default=None,
+                        help="original (the default unless --size/--quality is given): the original creator's "
+                             "frames: native-size crops, JPEG quality 75, the header's frame count, undecodable "
+                             "frames black; none: the --size/--quality store")
+    parser.add_argument("--size", type=int, default=None,
+                        help="store frames resized to SIZE x SIZE (implies --compat none; default then 256, the "
+                             "network's pre-crop size); 0 keeps the crop's own size")
+    parser.add_argument("--quality", type=int, default=None,
+                        help="JPEG quality 1-100 (implies --compat none; default then 90)")
     parser.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                         help="store the good videos even if some are bad; list the bad ones and exit with status 1")
     parser.add_argument("--full-frame-if-missing", dest="full_frame_if_missing", action="store_true",
@@ -43,10 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(dest_dir, dataset_dir, bbox_dir, workers=None, size=256, quality=90, skip_bad=False,
+def main(dest_dir, dataset_dir, bbox_dir, workers=None, compat=None, size=None, quality=None, skip_bad=False,
          full_frame_if_missing=False) -> dict:
-    report = create_frame_store(dest_dir, dataset_dir, bbox_dir, size=size, quality=quality, workers=workers,
-                                skip_bad=skip_bad, full_frame_if_missing=full_frame_if_missing)
+    report = create_frame_store(dest_dir, dataset_dir, bbox_dir, compat=compat, size=size, quality=quality,
+                                workers=workers, skip_bad=skip_bad, full_frame_if_missing=full_frame_if_missing)
     print(f"{report['path']}: {len(report['stored'])} videos stored, {len(report['resumed'])} already done")
     if report["bad"]:
         listing = "\n".join(f"  {video}: {reason}" for video, reason in report["bad"].items())
