@@ -39,7 +39,8 @@ class StreamingWindowDataset(IterableDataset):
     for an even split.
     """
 
-    def __init__(self, store, videos: Sequence[str], *, window: int, stride: int, batch_size: int, transform):
+    def __init__(self, store, videos: Sequence[str], *, window: int, stride: int, batch_size: int, transform,
+                 rule: str = "full", drop_last_batch: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.store = store
@@ -48,9 +49,19 @@ class StreamingWindowDataset(IterableDataset):
         self.stride = int(stride)
         self.batch_size = int(batch_size)
         self.transform = transform
+        self.rule = rule
+        self.drop_last_batch = bool(drop_last_batch)
+
+    def starts(self, num_frames: int) -> np.ndarray:
+        """The window starts of a video (:func:`datasets.windows.window_starts` with this dataset's
+        rule); with ``drop_last_batch`` only whole batches, as the original's inference ran them."""
+        starts = window_starts(num_frames, self.window, self.stride, rule=self.rule)
+        if self.drop_last_batch:
+            starts = starts[: len(starts) // self.batch_size * self.batch_size]
+        return starts
 
     def num_windows(self, num_frames: int) -> int:
-        return len(window_starts(num_frames, self.window, self.stride))
+        return len(self.starts(num_frames))
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -74,7 +85,7 @@ class StreamingWindowDataset(IterableDataset):
     def _video_batches(self, video_index: int, copy_out: bool = False) -> Iterator[dict]:
         video = self.videos[video_index]
         num_frames = int(self.store.num_frames(video))
-        starts = window_starts(num_frames, self.window, self.stride)
+        starts = self.starts(num_frames)
         buffer, buffer_first = None, 0  # transformed frames [buffer_first, buffer_first + len(buffer))
         for b in range(0, len(starts), self.batch_size):
             batch_starts = starts[b : b + self.batch_size]

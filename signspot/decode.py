@@ -1,10 +1,14 @@
 """Per-frame scores -> sign intervals ``[class, start_ms, end_ms]``.
 
 Default settings reproduce the original decoding exactly (SPEC, "Decode"):
-argmax per frame, the last frame forced to background, each run of one
-non-background class from frame s to e (inclusive) becomes
-``[class, int(s / fps * 1000), int(e / fps * 1000)]``, dropped when the two
-millisecond values are equal. It runs in O(T) with numpy (the original's beam
+argmax per frame; each run of one non-background class from frame s to e
+(inclusive) becomes ``[class, int(s / fps * 1000), int(e / fps * 1000)]``,
+dropped when the two millisecond values are equal. The original decoded a score
+array with one all-zero row after the last scored frame, forced to background:
+so the last scored frame is decoded like any other and a run reaching it ends
+there. That padding row is implied here (a run open at the end is closed on the
+last frame); it holds for every source of scores, ours and the original's
+``dict_results.pkl``. It runs in O(T) with numpy (the original's beam
 search was quadratic) and uses each video's real fps.
 
 Optional post-processing (all off by default, see :class:`DecodeSettings`),
@@ -112,7 +116,7 @@ def smooth_scores(scores: np.ndarray, width: int) -> np.ndarray:
 
 
 def frame_labels(scores: np.ndarray, *, smoothing: int = 0, background_margin: float = 0.0) -> np.ndarray:
-    """Per-frame class ids (background = last column), last frame forced to background."""
+    """Per-frame class ids (background = last column): the argmax of every frame."""
     scores = np.asarray(scores)
     if scores.ndim != 2 or scores.shape[1] < 2:
         raise ValueError(f"scores must be (num_frames, num_classes + 1), got shape {scores.shape}")
@@ -122,10 +126,7 @@ def frame_labels(scores: np.ndarray, *, smoothing: int = 0, background_margin: f
     if background_margin:
         scores = scores.astype(np.float64, copy=True)
         scores[:, background] += background_margin
-    labels = np.argmax(scores, axis=1)
-    if len(labels):
-        labels[-1] = background
-    return labels
+    return np.argmax(scores, axis=1)
 
 
 def labels_to_intervals(

@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
-from .formats.scores import SCORES_FILENAME, SCORES_FORMAT, ScoresFormatError
+from .formats.scores import COVERAGE_PREFIX, SCORES_FILENAME, SCORES_FORMAT, ScoresFormatError
 from .original_results import ORIGINAL_RESULTS_FILENAME, load_any_scores
 
 __all__ = ["ensemble_frame_scores", "find_score_files"]
@@ -55,9 +55,9 @@ def find_score_files(results_dir: str | os.PathLike, exclude: Sequence[str] = ()
 def _check_frame_count(seen: Dict[str, dict], video: str, n: int, *, declared: bool, path) -> None:
     """Score files of one video must agree on its frame count.
 
-    A per-frame score file states the video's frame count; an original result covers a
-    prefix of the video (its last partial batch of windows was never run), so its length is
-    only a lower bound. Two stated counts that differ, or an original longer than a stated
+    A per-frame score file states the video's frame count; an original result, or a file
+    scored with the original's windows (coverage "prefix"), covers a prefix of the video
+    (its last partial batch of windows was never run), so its length is only a lower bound. Two stated counts that differ, or an original longer than a stated
     count, mean the files were scored on different videos or stores: an error naming both.
     """
     entry = seen.setdefault(video, {"declared": None, "longest": (0, None)})
@@ -100,6 +100,7 @@ def ensemble_frame_scores(paths: Iterable[str | os.PathLike], progress: bool = T
     for path in tqdm(paths, desc="score files", unit="file", disable=not progress, file=sys.stderr):
         data = load_any_scores(path)
         original = data.get("format") != SCORES_FORMAT
+        prefix = original or (data.get("extra") or {}).get("coverage") == COVERAGE_PREFIX
         for video, entry in data["videos"].items():
             scores = np.asarray(entry["scores"], dtype=np.float64)
             if columns is None:
@@ -107,7 +108,7 @@ def ensemble_frame_scores(paths: Iterable[str | os.PathLike], progress: bool = T
             elif scores.shape[1] != columns:
                 raise ScoresFormatError(f"{path}: video {video!r} has {scores.shape[1]} score columns, earlier files {columns}")
             n = len(scores)
-            _check_frame_count(frame_counts, video, n, declared=not original, path=path)
+            _check_frame_count(frame_counts, video, n, declared=not prefix, path=path)
             if video not in sums:
                 sums[video] = np.zeros_like(scores)
                 counts[video] = np.zeros(n)

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 
 from .formats.errors import SignspotError
 from .formats.safe_io import atomic_dump_pickle, safe_pickle_load
-from .formats.scores import SCORES_FILENAME
+from .formats.scores import COVERAGE_PREFIX, SCORES_FILENAME
 from .run_dir import run_name
 
 __all__ = [
@@ -214,12 +214,18 @@ def infer_store(
     videos: Sequence[str] | None = None,
     flip_tta: bool = False,
     window: int | None = None,
+    compat: str | None = None,
     progress: bool = True,
 ) -> Path | None:
     """Run one checkpoint over a frame store and write its per-frame scores file.
 
     ``checkpoint_dir`` is one checkpoint file (the original's flag name). Returns
     the path written (``None`` on ranks other than 0 under ``torchrun``).
+
+    ``compat="original"`` runs the windows the original ran, in fp32: starts
+    ``range(0, N - window)`` in batches of 8 with the last incomplete batch dropped, so
+    a video's last frames (and a video shorter than a window) get no scores; the file
+    then holds each video's covered frames. The default scores every frame.
     """
     from datasets.frame_store import FrameStore, FrameStoreError
     from datasets.transforms import EvalClipTransform
@@ -237,6 +243,18 @@ def infer_store(
     if amp not in (None, "", "bf16", "fp16"):
         raise InferenceError(f"--amp must be bf16 or fp16, got {amp!r}")
     amp = amp or None
+    if compat not in (None, "", "none", "original"):
+        raise InferenceError(f"--compat must be original or none, got {compat!r}")
+    original = compat == "original"
+    if original:
+        changed = [flag for flag, value, default in (("--stride", stride, 1), ("--batch-size", batch_size, 8),
+                                                     ("--amp", amp, None), ("--flip-tta", flip_tta, False),
+                                                     ("--window", window, None)) if value != default]
+        if changed:
+            raise InferenceError(
+                f"--compat original runs the original's windows in fp32 (stride 1, batches of 8, no flip): "
+                f"drop {', '.join(changed)}"
+            )
     fix_malloc_mmap_threshold()
 
     lmdb_path = Path(lmdb_dir)
@@ -281,13 +299,19 @@ def infer_store(
         scores = score_videos(
             model, store, mine, window=spec.window, stride=stride, transform=transform, runtime=runtime,
             head_weights=head_weights, batch_size=batch_size, workers=workers, flip_tta=flip_tta,
-            progress=progress and rank == 0,
+            rule="original" if original else "full", drop_last_batch=original, progress=progress and rank == 0,
         )
         if world > 1:
             scores = _gather_to_rank0(scores, out_path, rank, world)
         if rank != 0:
             return None
-        ordered_scores = {v: scores[v] for v in selected}
+        ordered_scores = {v: scores[v] for v in selected if v in scores}
+        unscored = [v for v in selected if v not in scores]
+        if unscored:
+            print(f"warning: {len(unscored)} video(s) shorter than {spec.window + 1} frames get no window under "
+                  f"--compat original (as in the original): {', '.join(unscored[:5])}", file=sys.stderr)
+        if not ordered_scores:
+            raise InferenceError(f"{lmdb_path}: no video is long enough for a window under --compat original")
         save_frame_scores(
             out_path,
             ordered_scores,
@@ -304,6 +328,9 @@ def infer_store(
                 "flip_tta": bool(flip_tta),
                 "amp": amp or "off",
                 "frame_store": str(lmdb_path.resolve()),
+                # "prefix": a video's scores may stop before its last frame (the original's windows)
+                "coverage": COVERAGE_PREFIX if original else "all",
+                "compat": "original" if original else "none",
             },
         )
         elapsed = time.perf_counter() - started

@@ -136,16 +136,24 @@ class FrameScoreAccumulator:
             np.add.at(self._weight, rows, total_weight)
         self.num_windows += len(starts)
 
-    def result(self) -> np.ndarray:
-        """Per-frame scores (num_frames, C+1), float32. Every frame must be covered by a window."""
+    def result(self, *, covered_prefix: bool = False) -> np.ndarray:
+        """Per-frame scores (num_frames, C+1), float32. Every frame must be covered by a window.
+
+        ``covered_prefix``: the windows may leave a tail of the video uncovered (the
+        original's window rule); the rows of the frames up to the last covered one are returned.
+        """
         weight = self._weight[: self.num_frames]
         uncovered = np.flatnonzero(weight == 0)
-        if len(uncovered):
+        rows = self.num_frames
+        if covered_prefix and len(uncovered) and uncovered[-1] == rows - 1 and len(uncovered) == rows - uncovered[0]:
+            rows = int(uncovered[0])  # only a tail is uncovered
+            uncovered = uncovered[:0]
+        if len(uncovered) or rows == 0:
             raise ValueError(
-                f"{len(uncovered)} of {self.num_frames} frames are covered by no window "
-                f"(first {uncovered[0]}, last {uncovered[-1]})"
+                f"{len(uncovered) or rows} of {self.num_frames} frames are covered by no window"
+                + (f" (first {uncovered[0]}, last {uncovered[-1]})" if len(uncovered) else "")
             )
-        return (self._sum[: self.num_frames] / weight[:, None]).astype(np.float32)
+        return (self._sum[:rows] / weight[:rows, None]).astype(np.float32)
 
 
 def score_videos(
@@ -161,15 +169,21 @@ def score_videos(
     batch_size: int = 8,
     workers: int = 0,
     flip_tta: bool = False,
+    rule: str = "full",
+    drop_last_batch: bool = False,
     progress: bool = True,
 ) -> dict[str, dict]:
     """Score every frame of ``videos``; returns ``{video: {"scores", "fps", "num_frames"}}``.
 
-    ``scores`` is a float32 ``(num_frames, C + 1)`` array of probabilities (the scores
-    file stores it as float16); only the
+    ``scores`` is a float32 ``(num_frames, C + 1)`` array of probabilities; only the
     heads with a weight in ``head_weights`` (default: every head, 1/5 each) are read.
     With ``flip_tta`` each window is also run mirrored left-right and both count as
     windows of equal weight. The model runs under ``runtime``'s device and autocast.
+
+    ``rule`` / ``drop_last_batch``: where windows start (:func:`datasets.windows.window_starts`;
+    ``"original"`` with ``drop_last_batch`` is the original's inference). Under the original
+    rule a video's tail may get no window: its entry then holds the covered frames only
+    (``num_frames`` = rows), and a video with no window at all is left out.
     """
     if stride > window:
         raise ScoringError(f"stride {stride} > window {window} would leave frames between windows without scores")
@@ -182,9 +196,13 @@ def score_videos(
     # Longest first so round-robin sharding over workers stays balanced.
     ordered = sorted(videos, key=lambda v: (-frame_counts[v], v))
     dataset = StreamingWindowDataset(
-        store, ordered, window=window, stride=stride, batch_size=batch_size, transform=transform
+        store, ordered, window=window, stride=stride, batch_size=batch_size, transform=transform, rule=rule,
+        drop_last_batch=drop_last_batch,
     )
-    total_windows = sum(dataset.num_windows(frame_counts[v]) for v in ordered)
+    windows_per_video = {v: dataset.num_windows(frame_counts[v]) for v in ordered}
+    ordered = [v for v in ordered if windows_per_video[v] > 0]  # the original rule gives short videos none
+    dataset.videos = ordered
+    total_windows = sum(windows_per_video[v] for v in ordered)
     workers = min(int(workers), len(ordered))
     loader = DataLoader(
         dataset,
@@ -224,17 +242,18 @@ def score_videos(
             if pending[video_index][1] == int(batch["num_windows"]):
                 accumulator, _ = pending.pop(video_index)
                 video = ordered[video_index]
+                frame_scores = accumulator.result(covered_prefix=rule != "full")
                 results[video] = {
-                    "scores": accumulator.result(),
+                    "scores": frame_scores,
                     "fps": float(store.fps(video)),
-                    "num_frames": frame_counts[video],
+                    "num_frames": len(frame_scores),
                 }
     bar.close()
     model.train(was_training)
     if pending:  # a worker died without raising, or a batch went missing
         missing = [ordered[i] for i in pending]
         raise RuntimeError(f"scoring ended with videos not fully scored: {missing}")
-    return {v: results[v] for v in videos}
+    return {v: results[v] for v in videos if v in results}
 
 
 def _progress(total: int, enabled: bool, desc: str):

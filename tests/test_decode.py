@@ -20,10 +20,11 @@ def onehot(labels, hi=0.9):
 
 
 def original_reference(scores, fps):
-    """A direct frame-by-frame transcription of the original rule (no numpy tricks)."""
+    """A direct frame-by-frame transcription of the original rule (no numpy tricks): the scores
+    get one all-zero row after the last frame, forced to background, then runs are read off."""
+    scores = np.concatenate([scores, np.zeros((1, scores.shape[1]))])
     labels = [int(np.argmax(row)) for row in scores]
-    if labels:
-        labels[-1] = scores.shape[1] - 1
+    labels[-1] = scores.shape[1] - 1
     out, start = [], None
     for i, lab in enumerate(labels):
         if start is not None and lab != labels[start]:
@@ -42,12 +43,16 @@ def test_basic_runs_fps25():
     assert decode_frame_scores(onehot(labels), 25.0) == [[1, 40, 120], [2, 200, 240]]
 
 
-def test_run_ending_at_the_last_frame_is_cut_by_forced_background():
+def test_run_ending_at_the_last_frame_is_closed_by_the_padding_row():
     labels = [BG, BG, 3, 3, 3, 3]
-    # the last frame is forced to background: the run is frames 2..4
-    assert decode_frame_scores(onehot(labels), 25.0) == [[3, 80, 160]]
-    # a run that is only the last frame disappears
+    # the padding row after the last frame is background: the run is frames 2..5, all of it
+    assert decode_frame_scores(onehot(labels), 25.0) == [[3, 80, 200]]
+    assert decode_frame_scores(onehot([BG, 0, 0]), 25.0) == [[0, 40, 80]]  # two frames: kept
+    # a run that is only the last frame has equal ms ends and is dropped, as any one-frame run
     assert decode_frame_scores(onehot([BG, BG, 0]), 25.0) == []
+    # the last frame is decoded like any other: a different class there is its own run
+    assert decode_frame_scores(onehot([1, 1, 1, 2, 2]), 25.0) == [[1, 0, 80], [2, 120, 160]]
+    assert decode_frame_scores(onehot([2, 2]), 25.0) == [[2, 0, 40]]  # a whole video of one sign
 
 
 def test_single_frame_runs_are_dropped_when_ms_equal():
@@ -150,8 +155,8 @@ def test_settings_json_roundtrip_and_validation(tmp_path):
     st.save_json(tmp_path / "d.json")
     assert DecodeSettings.load_json(tmp_path / "d.json") == st
     assert json.loads((tmp_path / "d.json").read_text()) == st.to_dict()
-    # smoothing 5 pulls frame 0 into the run (its window is frames 0-2, two of them sign frames)
-    assert decode_frame_scores(onehot([BG, 1, 1, 1, 1, BG]), 25.0, **st.to_dict()) == [[1, 0, 160]]
+    # smoothing 5 pulls frames 0 and 5 into the run (each one's window holds two sign frames of three)
+    assert decode_frame_scores(onehot([BG, 1, 1, 1, 1, BG]), 25.0, **st.to_dict()) == [[1, 0, 200]]
     assert DecodeSettings().is_original() and not st.is_original()
     with pytest.raises(ValueError, match="unknown decode settings"):
         DecodeSettings.from_dict({"smothing": 3})

@@ -130,8 +130,8 @@ def test_save_load_roundtrip(tmp_path):
     assert data["head_weights"] == {"x": 1.0} and data["extra"] == {"flip_tta": False}
     for name, v in videos.items():
         got = data["videos"][name]
-        assert got["scores"].dtype == np.float16 and got["num_frames"] == v["num_frames"] and got["fps"] == 25.0
-        np.testing.assert_allclose(got["scores"], v["scores"], atol=1e-3)
+        assert got["scores"].dtype == np.float32 and got["num_frames"] == v["num_frames"] and got["fps"] == 25.0
+        np.testing.assert_array_equal(got["scores"], v["scores"].astype(np.float32))  # stored exactly
 
 
 def test_save_rejects_inconsistent_data_and_leaves_nothing(tmp_path):
@@ -223,8 +223,8 @@ def test_ensemble_averages_two_files_and_mixes_formats(tmp_path):
     assert len(paths) == 2
     ens = ensemble_frame_scores(paths, progress=False)
     for name in ("a", "b"):
-        expected = (v1[name]["scores"].astype(np.float16).astype(np.float64)
-                    + v2[name]["scores"].astype(np.float16).astype(np.float64)) / 2
+        expected = (v1[name]["scores"].astype(np.float32).astype(np.float64)
+                    + v2[name]["scores"].astype(np.float32).astype(np.float64)) / 2
         np.testing.assert_allclose(ens[name]["scores"], expected, atol=1e-6)
         assert ens[name]["fps"] == 30.0 and ens[name]["num_files"] == 2
     # exclusion by substring and by glob
@@ -238,7 +238,7 @@ def test_ensemble_averages_two_files_and_mixes_formats(tmp_path):
     with pytest.warns(UserWarning, match="1 videos are missing from some score files"):  # 'b' is not in the old file
         mixed = ensemble_frame_scores(find_score_files(tmp_path / "test"), progress=False)
     old = direct_frame_scores(np.arange(20), logits, 51)
-    s1, s2 = (v["a"]["scores"].astype(np.float16).astype(np.float64) for v in (v1, v2))
+    s1, s2 = (v["a"]["scores"].astype(np.float32).astype(np.float64) for v in (v1, v2))
     np.testing.assert_allclose(mixed["a"]["scores"][:51], (s1[:51] + s2[:51] + old) / 3, atol=1e-6)
     np.testing.assert_allclose(mixed["a"]["scores"][51:], (s1[51:] + s2[51:]) / 2, atol=1e-6)
     assert mixed["a"]["fps"] == 30.0  # the new files' fps wins over the original's assumed 25

@@ -330,3 +330,37 @@ def test_torchrun_two_processes_match_single(store_dir, checkpoint_path, tmp_pat
             atol=2e-3,
         )
     assert [p.name for p in multi.parent.iterdir()] == [SCORES_FILENAME]  # rank parts cleaned up
+
+
+# ------------------------------------------------------------------ the original's windows (--compat original)
+@pytest.mark.parametrize("n,expected", [
+    (32 + 17, list(range(16))),  # range(0, 17): 17 starts, two whole batches of 8; the 17th is dropped
+    (32 + 8, list(range(8))),    # range(0, 8): one whole batch (the last possible start, 8, is never run)
+    (32 + 7, []),                # 7 starts: no whole batch
+    (32, []), (5, []),           # at most one window long: no window (range(0, 0))
+])
+def test_original_window_rule_and_dropped_batch(n, expected):
+    dataset = StreamingWindowDataset(None, [], window=32, stride=1, batch_size=8, transform=None, rule="original",
+                                     drop_last_batch=True)
+    assert dataset.starts(n).tolist() == expected
+    assert window_starts(n, 32, 1, rule="original").tolist() == list(range(max(n - 32, 0)))
+    assert window_starts(n, 32, 32, rule="original").tolist() == list(range(0, max(n - 32, 0), 32))
+
+
+def test_compat_original_inference_scores_the_original_windows(store_dir, checkpoint_path, tmp_path):
+    common = dict(save_dir=str(tmp_path), device="cpu", workers=0, progress=False)
+    full = load_frame_scores(infer_store(str(store_dir), str(checkpoint_path), **common))
+    compat_path = infer_store(str(store_dir), str(checkpoint_path), split="compat", compat="original", **common)
+    compat = load_frame_scores(compat_path)
+    assert compat["extra"]["compat"] == "original" and compat["extra"]["coverage"] == "prefix"
+    # long_video, 29 frames, window 16: starts range(0, 13) -> one whole batch of 8 -> frames 0..22 covered;
+    # mid_video (3 starts) and short_video (none) get no whole batch: no scores, as in the original
+    assert set(compat["videos"]) == {"long_video"}
+    long = compat["videos"]["long_video"]
+    assert long["num_frames"] == 8 + WINDOW - 1 == len(long["scores"])
+    # frames 0..7 have the same windows in both runs: the same scores
+    np.testing.assert_allclose(long["scores"][:8], full["videos"]["long_video"]["scores"][:8], atol=1e-6)
+    assert not np.allclose(long["scores"][8:], full["videos"]["long_video"]["scores"][8:23], atol=1e-6)
+    with pytest.raises(InferenceError, match="--compat original runs the original's windows in fp32.*drop --amp"):
+        infer_store(str(store_dir), str(checkpoint_path), split="c2", compat="original", amp="bf16", **common)
+

@@ -38,6 +38,10 @@ def parse_args(argv=None):
         "--videos", nargs="+", default=None, help="score only these videos (names, space- or comma-separated)"
     )
     parser.add_argument("--flip-tta", action="store_true", help="also score left-right mirrored windows and average")
+    parser.add_argument("--compat", choices=["original", "none"], default=None,
+                        help="original: run exactly the original's windows in fp32 (starts range(0, N - 32), batches "
+                             "of 8, the last incomplete batch dropped), for the released predictions bit for bit; "
+                             "default none: every frame scored, short videos padded, --stride/--amp allowed")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     return parser.parse_args(argv)
 

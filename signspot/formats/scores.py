@@ -12,7 +12,12 @@ back with the restricted unpickler of :mod:`signspot.formats.safe_io`)::
     {"format": "signspot-frame-scores", "version": 1,
      "checkpoint": str, "head_weights": {head: float} | None,
      "window": int, "stride": int, "extra": dict,
-     "videos": {name: {"scores": float16 (num_frames, C+1), "fps": float, "num_frames": int}}}
+     "videos": {name: {"scores": float32 (num_frames, C+1), "fps": float, "num_frames": int}}}
+
+(Files of version 1 written before hold float16 scores; they read the same way.) A file
+whose ``extra["coverage"]`` is :data:`COVERAGE_PREFIX` may hold, per video, the scores of
+its first frames only (``num_frames`` = rows): the original's windows leave the tail of a
+video without scores. Ensembling averages each frame over the files that hold it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "SCORES_FILENAME",
     "SCORES_FORMAT",
     "SCORES_VERSION",
+    "COVERAGE_PREFIX",
     "ScoresFormatError",
     "save_frame_scores",
     "load_frame_scores",
@@ -42,6 +48,7 @@ __all__ = [
 SCORES_FILENAME = "frame_scores.pkl"
 SCORES_FORMAT = "signspot-frame-scores"
 SCORES_VERSION = 1
+COVERAGE_PREFIX = "prefix"
 
 
 class ScoresFormatError(SignspotError, ValueError):
@@ -112,7 +119,7 @@ def save_frame_scores(
     stride: int,
     extra: Optional[Mapping] = None,
 ) -> None:
-    """Write a per-frame score file atomically (scores stored as float16).
+    """Write a per-frame score file atomically (scores stored as float32).
 
     ``videos``: ``{name: {"scores": (num_frames, C+1) array, "fps": float, "num_frames": int}}``.
     ``extra``: optional plain-data metadata (e.g. ``{"flip_tta": True}``).
@@ -132,7 +139,7 @@ def save_frame_scores(
         "extra": dict(extra or {}),
         "videos": {
             name: {
-                "scores": np.ascontiguousarray(v["scores"], dtype=np.float16),
+                "scores": np.ascontiguousarray(v["scores"], dtype=np.float32),
                 "fps": v["fps"],
                 "num_frames": v["num_frames"],
             }
@@ -145,8 +152,8 @@ def save_frame_scores(
 def load_frame_scores(path: str | os.PathLike) -> dict:
     """Read a file written by :func:`save_frame_scores`; errors name the file and video.
 
-    Returns the stored dict; ``videos[name]["scores"]`` is the stored float16 array
-    (convert with ``.astype(np.float32)`` before arithmetic).
+    Returns the stored dict; ``videos[name]["scores"]`` is the stored array (float32, or
+    float16 in older files: convert with ``.astype(np.float32)`` before arithmetic).
     """
     path = Path(path)
     data = safe_pickle_load(path, allow_numpy=True)
