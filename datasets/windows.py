@@ -9,10 +9,11 @@ positions are background in targets), so no video is ever dropped.
 
 * :class:`TrainWindowDataset`: one sample per fold-CSV row (SPEC): with
   probability ``neg_prob`` a uniformly random window of the row's video, else a
-  random start in ``[max(start - context, 0), min(end + context, n) - window)``.
+  random start in ``[max(start - context, 0), min(end + context, n) - window)``; a
+  random window starts in ``[0, n - window - 2]``, as the original drew them.
   Targets ``(window, C + 1)`` are multi-hot: every sign of the video (all its CSV
-  rows) overlapping the window is set on its frames; column C (background) is 1
-  where no sign is. All randomness comes from ``(seed, epoch, index)``.
+  rows) sharing at least 2 frames with the window is set on its frames; column C
+  (background) is 1 where no sign is. All randomness comes from ``(seed, epoch, index)``.
 * :func:`window_starts`: where the windows of validation and inference start
   (:class:`datasets.video_windows.StreamingWindowDataset` streams them).
 """
@@ -198,24 +199,28 @@ class TrainWindowDataset(Dataset):
         offset = rng.random()  # always drawn: the stream does not depend on the branch
         if last <= 0:
             return 0
-        if use_negative:
-            return int(offset * (last + 1))
+        if use_negative:  # the original's randint(0, n - window - 1): starts 0 ..= n - window - 2
+            return int(offset * max(last - 1, 1))
         lo = max(int(self.row_start[index]) - self.context, 0)
         hi = min(int(self.row_end[index]) + self.context, n) - self.window
         if hi <= lo:
-            # Sign plus context shorter than a window (or at a video edge): the window
-            # nearest to the context start still contains the sign.
-            return int(min(max(lo, 0), last))
+            # Sign plus context no longer than a window: the window that ends where the
+            # context ends (the original's choice), kept inside the video.
+            return int(min(max(hi, 0), last))
         return lo + int(offset * (hi - lo))
 
     def target(self, video_index: int, start: int) -> np.ndarray:
-        """Multi-hot ``(window, C + 1)`` target of the window at ``start``."""
+        """Multi-hot ``(window, C + 1)`` target of the window at ``start``.
+
+        A sign is a target when it shares at least 2 frames with the window, as in the
+        original (a 1-frame overlap, or a 1-frame sign, is not); it is set on those frames.
+        """
         target = np.zeros((self.window, self.num_classes + 1), dtype=np.float32)
         stop = min(start + self.window, int(self.num_frames[video_index])) - 1  # last real frame
         signs = self.signs[video_index]
         lo = np.maximum(signs[:, 1], start)
         hi = np.minimum(signs[:, 2], stop)
-        overlapping = lo <= hi  # only the few signs inside the window are visited
+        overlapping = lo < hi  # at least two shared frames; only the few signs inside the window are visited
         for label, a, b in zip(signs[overlapping, 0].tolist(), lo[overlapping].tolist(), hi[overlapping].tolist()):
             target[a - start : b - start + 1, label] = 1.0
         target[:, self.num_classes] = target[:, : self.num_classes].max(axis=1) == 0

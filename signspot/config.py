@@ -96,7 +96,8 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 200  # training epochs (one epoch = len(training CSV) samples over all processes)
-    batch_size: int = 8  # clips per optimizer step and per process
+    batch_size: int = 8  # clips per optimizer step, over all processes (torchrun: split evenly between them)
+    sync_batchnorm: bool = False  # torchrun on GPUs: BatchNorm statistics over the whole batch, not each process's share
     mixup_alpha: float = 1.0  # Beta(alpha, alpha) mixup of clips and losses; 0 disables mixup
     maxfix: bool = True  # after max-pooling targets to a head's steps, background = 1 only where no sign is left
     head_weights: tuple[float, float, float, float, float] = (0.2, 0.2, 0.2, 0.2, 0.2)  # loss weights of x4, x8, x16, x32, x
@@ -107,7 +108,7 @@ class TrainConfig:
     resume: bool = True  # continue from <run_dir>/ckpts/latest_checkpoint.pt when it exists
     stop_after_epoch: Optional[int] = None  # end this invocation after this epoch (resume later); None: run to the end
     log_every: int = 20  # iterations between progress-bar updates (each one syncs the device)
-    drop_last: bool = False  # drop the last incomplete batch of each epoch
+    drop_last: bool = True  # drop the last incomplete batch of each epoch (the original does)
 
 
 @dataclass
@@ -117,6 +118,10 @@ class EvalConfig:
     num_workers: int = 2  # DataLoader workers for validation
     keep_best: int = 3  # keep this many best_checkpoint_{epoch}_{f1:.4f}.pt files (by official F1)
     head_weights: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 1.0)  # per-frame scores of validation: weights of x4, x8, x16, x32, x (the original scores head "x" alone)
+    # "original": windows range(0, n - window, window), the tail left unscored, an equal F1 replaces a kept
+    # checkpoint; "full": every frame scored (the last window moved back onto the tail), an equal F1 keeps the older
+    protocol: str = "original"
+    ground_truth: tuple[str, ...] = ()  # ground-truth pkl(s) of the validation videos; empty: built from the fold CSV
 
 
 @dataclass
@@ -287,6 +292,7 @@ def _validate(cfg: Config) -> None:
         (cfg.eval.batch_size >= 1, "eval.batch_size", "must be >= 1"),
         (cfg.eval.num_workers >= 0, "eval.num_workers", "must be >= 0"),
         (cfg.eval.keep_best >= 0, "eval.keep_best", "must be >= 0"),
+        (cfg.eval.protocol in ("original", "full"), "eval.protocol", "must be original or full"),
         (all(w >= 0 for w in cfg.eval.head_weights) and sum(cfg.eval.head_weights) > 0,
          "eval.head_weights", "must be >= 0 with a positive sum"),
         (bool(cfg.io.run_dir), "io.run_dir", "must be set"),

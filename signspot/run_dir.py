@@ -9,7 +9,9 @@ Layout (the released runs' names, e.g. ``runs/5fold_neg01/maxfix_neg01_fold4``):
     <run_dir>/tensorboard/                         with io.tensorboard
 
 Which epochs are the best is read from ``history.jsonl`` (:meth:`RunDir.ranked_epochs`):
-highest official F1 first, rounded as in the file name, the older epoch first on ties.
+highest official F1 first, rounded as in the file name. On ties the newer epoch goes
+first under the original validation protocol (an equal F1 replaces a kept checkpoint,
+as the original's checkpoint handler did), the older one under ``eval.protocol="full"``.
 """
 
 from __future__ import annotations
@@ -126,36 +128,47 @@ class RunDir:
 
     # ------------------------------------------------------------- best checkpoints
     @staticmethod
-    def ranked_epochs(history: Sequence[dict]) -> List[Tuple[float, int]]:
-        """``(f1, epoch)`` of every validated epoch, best first (older first on ties)."""
+    def ranked_epochs(history: Sequence[dict], *, newer_first: bool = False) -> List[Tuple[float, int]]:
+        """``(f1, epoch)`` of every validated epoch, best first (on ties the older first, or the newer)."""
         ranked = [(_rounded(row["val_f1"]), int(row["epoch"])) for row in history if row.get("val_f1") is not None]
-        ranked.sort(key=lambda item: (-item[0], item[1]))
+        ranked.sort(key=lambda item: (-item[0], -item[1] if newer_first else item[1]))
         return ranked
 
-    def best_checkpoints(self, history: Optional[Sequence[dict]] = None) -> List[Tuple[float, int, Path]]:
+    def newer_first_on_ties(self) -> bool:
+        """The run's tie rule, from its ``config.json`` (``eval.protocol``; the original's when unknown)."""
+        try:
+            protocol = json.loads(self.config_path.read_text()).get("eval", {}).get("protocol", "original")
+        except (OSError, ValueError, AttributeError):
+            protocol = "original"
+        return protocol != "full"
+
+    def best_checkpoints(self, history: Optional[Sequence[dict]] = None, *,
+                         newer_first: Optional[bool] = None) -> List[Tuple[float, int, Path]]:
         """``(f1, epoch, path)`` of the best checkpoints on disk, in the order of the history's ranking."""
         history = self.read_history() if history is None else history
-        found = [(f1, epoch, self.best_path(epoch, f1)) for f1, epoch in self.ranked_epochs(history)]
+        newer_first = self.newer_first_on_ties() if newer_first is None else newer_first
+        found = [(f1, epoch, self.best_path(epoch, f1)) for f1, epoch in self.ranked_epochs(history, newer_first=newer_first)]
         return [item for item in found if item[2].is_file()]
 
     def best_checkpoint(self) -> Path:
-        """The best checkpoint of the run (highest validation F1, older on ties)."""
+        """The best checkpoint of the run (highest validation F1; ties by the run's rule)."""
         best = self.best_checkpoints()
         if not best:
             raise RunDirError(f"{self.path}: no best checkpoint (none in {self.ckpt_dir} matches {self.history_path})")
         return best[0][2]
 
-    def save_if_best(self, history: Sequence[dict], keep: int, save: Callable[[Path], object]) -> Optional[Path]:
+    def save_if_best(self, history: Sequence[dict], keep: int, save: Callable[[Path], object], *,
+                     newer_first: bool = False) -> Optional[Path]:
         """Keep the ``keep`` best validated epochs of ``history`` (the last row is this epoch's).
 
         ``save(path)`` writes this epoch's checkpoint; it is called only when the epoch
-        enters the top ``keep`` (a tie with the worst kept one does not). Best
-        checkpoints pushed out are deleted after the new one is on disk.
+        enters the top ``keep`` (a tie with the worst kept one does so only with
+        ``newer_first``). Best checkpoints pushed out are deleted after the new one is on disk.
         """
         if keep <= 0 or not history or history[-1].get("val_f1") is None:
             return None
         current = int(history[-1]["epoch"])
-        ranked = self.ranked_epochs(history)
+        ranked = self.ranked_epochs(history, newer_first=newer_first)
         top, rest = ranked[:keep], ranked[keep:]
         if current not in {epoch for _, epoch in top}:
             return None

@@ -154,6 +154,16 @@ def _claim_run_dir(run: RunDir, cfg: Config, move_aside: bool, rank_is_main: boo
     barrier()
 
 
+def _maybe_sync_batchnorm(model: torch.nn.Module, cfg: Config, rt: Runtime, log) -> torch.nn.Module:
+    """With ``train.sync_batchnorm`` under torchrun, BatchNorm statistics over the whole step's batch."""
+    if not (cfg.train.sync_batchnorm and rt.dist.enabled):
+        return model
+    if rt.device.type != "cuda":
+        raise ConfigError("train.sync_batchnorm: synchronised BatchNorm runs on CUDA devices only")
+    log("BatchNorm statistics are synchronised over the processes (train.sync_batchnorm)")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def build(cfg: Config, rt: Runtime, *, move_aside: bool = False) -> Session:
     """Data, model, optimisation and (with ``train.resume``) the state of the latest checkpoint.
 
@@ -191,6 +201,7 @@ def build(cfg: Config, rt: Runtime, *, move_aside: bool = False) -> Session:
         from .checkpoint import load_model_weights
 
         load_model_weights(model, resume_ckpt["model"], source=str(run.latest))
+    model = _maybe_sync_batchnorm(model, cfg, rt, log)
     model.to(rt.device)
     bare_model = model
     if rt.dist.enabled:
@@ -358,7 +369,8 @@ def save_epoch(s: Session, row: dict) -> None:
         iteration=s.iteration, config=config_to_dict(s.cfg), metrics=row,
     )
     if "val_f1" in row:
-        best = s.run.save_if_best(s.history, s.cfg.eval.keep_best, lambda path: save_checkpoint(path, **ckpt_args))
+        best = s.run.save_if_best(s.history, s.cfg.eval.keep_best, lambda path: save_checkpoint(path, **ckpt_args),
+                                  newer_first=s.cfg.eval.protocol == "original")
         if best is not None:
             s.log(f"saved {best}")
     save_checkpoint(s.run.latest, **ckpt_args)
@@ -392,7 +404,7 @@ def train(cfg: Config, *, move_aside: bool = False) -> dict:
             barrier()
         if s.writer is not None:
             s.writer.close()
-        best = s.run.best_checkpoints(s.history) if rt.dist.is_main else []
+        best = s.run.best_checkpoints(s.history, newer_first=cfg.eval.protocol == "original") if rt.dist.is_main else []
         return {
             "run_dir": str(s.run.path),
             "epochs_done": max(stop_epoch, s.start_epoch),

@@ -26,6 +26,7 @@ __all__ = [
     "intervals_from_rows",
     "loader_workers",
     "open_store",
+    "per_process_batch",
     "read_fold_csv",
 ]
 
@@ -167,6 +168,22 @@ def augmentation_backend(augment_on: str, device: torch.device) -> str:
     raise ConfigError(f"data.augment_on must be 'auto', 'loader' or 'device', got {augment_on!r}")
 
 
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """Each process's share of ``train.batch_size``, the batch of one optimizer step over all processes.
+
+    Every process draws its share of the same global sample stream (see
+    :class:`datasets.samplers.ClassBalancedSampler`), so step k on N processes sees the
+    samples of step k on one: a torchrun run is the one-GPU run, with BatchNorm
+    statistics and mixup pairs taken per process (``train.sync_batchnorm`` for the former).
+    """
+    if batch_size % world_size:
+        raise ConfigError(
+            f"train.batch_size: {batch_size} clips per step cannot be split evenly between {world_size} "
+            f"processes; use a multiple of {world_size}"
+        )
+    return batch_size // world_size
+
+
 def build_train_loader(cfg: Config, store, rt: Runtime):
     from datasets.samplers import ClassBalancedSampler
     from datasets.transforms import TrainClipTransform
@@ -188,6 +205,7 @@ def build_train_loader(cfg: Config, store, rt: Runtime):
         seed=cfg.train.seed,
     )
     rank, world = rt.dist.rank, rt.dist.world_size
+    per_process = per_process_batch(cfg.train.batch_size, world)
     if cfg.data.balanced_sampling:
         sampler = ClassBalancedSampler(dataset.labels, seed=cfg.train.seed, rank=rank, world_size=world)
     else:
@@ -197,7 +215,7 @@ def build_train_loader(cfg: Config, store, rt: Runtime):
     generator = torch.Generator()
     loader = DataLoader(
         _EpochIndexedDataset(dataset),
-        batch_size=cfg.train.batch_size,
+        batch_size=per_process,
         sampler=_EpochIndexedSampler(sampler),
         collate_fn=collate_windows,
         generator=generator,
@@ -206,8 +224,8 @@ def build_train_loader(cfg: Config, store, rt: Runtime):
     )
     if len(loader) == 0:
         raise DataError(
-            f"{cfg.data.train_csv}: {len(dataset)} samples give no batch of {cfg.train.batch_size} per process "
-            f"({world} process(es)) with train.drop_last=True"
+            f"{cfg.data.train_csv}: {len(dataset)} samples give no whole batch of {cfg.train.batch_size} "
+            f"with train.drop_last=True (set it to false for so few samples)"
         )
     counts = all_gather_objects(len(loader))
     if len(set(counts)) != 1:

@@ -1,12 +1,19 @@
 """Validation during training: the official F1 of the fold's validation videos.
 
 The per-frame scores come from :func:`signspot.scoring.score_videos`, the path
-inference takes, with non-overlapping windows (stride = window; the last one is
-shifted back onto the tail and averaged with the window it overlaps) and the
-heads of ``eval.head_weights`` (default head "x" alone, the original's rule).
-They are decoded with the original rule (:func:`signspot.decode.decode_frame_scores`)
-and scored against the validation CSV's signs with the official metric. Under
-torchrun each process scores its share of the videos; only the (small)
+inference takes, with non-overlapping windows (stride = window) and the heads of
+``eval.head_weights`` (default head "x" alone, the original's rule). They are
+decoded with the original rule (:func:`signspot.decode.decode_frame_scores`) and
+scored with the official metric. ``eval.protocol`` chooses the windows:
+
+* ``"original"`` (the recipe's): the original's ``range(0, n - window, window)``; the
+  frames after the last window get no scores, and a video of at most one window is
+  left out (its signs count neither way), as the original's validation did;
+* ``"full"``: every frame is scored, the last window shifted back onto the tail.
+
+The ground truth is ``eval.ground_truth`` (the split's pkl files, as the original
+read it) when given, else the validation CSV's signs converted to milliseconds.
+Under torchrun each process scores its share of the videos; only the (small)
 predictions travel.
 """
 
@@ -46,25 +53,47 @@ def build_validation(cfg: Config, store, rt: Runtime) -> Optional[ValidationSet]
     rows = read_fold_csv(cfg.data.val_csv, store, cfg.data.num_classes, role="val")
     videos = sorted({row["video"] for row in rows})
     transform = EvalClipTransform(resize=cfg.data.resize, crop=cfg.data.crop)
+    gt = intervals_from_rows(rows, store)
+    if cfg.eval.ground_truth:
+        gt = _ground_truth_of(videos, cfg.eval.ground_truth, cfg.data.num_classes)
     return ValidationSet(
         videos=videos,
-        gt=intervals_from_rows(rows, store),
+        gt=gt,
         my_videos=videos[rt.dist.rank :: rt.dist.world_size],
         transform=transform,
         head_weights=head_weights_from(cfg.eval.head_weights),
     )
 
 
+def _ground_truth_of(videos: list, paths, num_classes: int) -> dict:
+    """The signs of ``videos`` in the ground-truth files ``paths`` (``eval.ground_truth``)."""
+    from .formats.gt import load_intervals
+
+    merged: dict = {}
+    for path in paths:
+        merged.update(load_intervals(path, num_classes=num_classes))
+    missing = [v for v in videos if v not in merged]
+    if missing:
+        raise ConfigError(
+            f"eval.ground_truth: {len(missing)} validation video(s) are in none of {list(paths)} "
+            f"(e.g. {missing[:3]}); give the ground truth of the split the folds were made from"
+        )
+    return {v: merged[v] for v in videos}
+
+
 @torch.no_grad()
 def validate(model: torch.nn.Module, val: ValidationSet, store, cfg: Config, rt: Runtime) -> dict:
     """Official F1 on the validation videos (all processes get the same result)."""
+    rule = "original" if cfg.eval.protocol == "original" else "full"
     scores = score_videos(
         model, store, val.my_videos, window=cfg.data.window, stride=cfg.data.window, transform=val.transform,
         runtime=rt, head_weights=val.head_weights, batch_size=cfg.eval.batch_size, workers=cfg.eval.num_workers,
-        progress=False,
+        rule=rule, progress=False,
     )
     predictions = {video: decode_frame_scores(entry["scores"], entry["fps"]) for video, entry in scores.items()}
     merged = {}
     for part in all_gather_objects(predictions):
         merged.update(part)
-    return official_score(val.gt, merged)
+    # the original scored the videos that had a window; "full" scores every video
+    gt = {v: rows for v, rows in val.gt.items() if v in merged} if rule == "original" else val.gt
+    return official_score(gt, merged)

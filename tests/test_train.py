@@ -83,6 +83,7 @@ def _overrides(data: Path, run_dir: Path, **extra) -> list:
         "model.name": "hs_i3d_tiny",
         "model.dropout": 0.1,
         "train.batch_size": 4,
+        "train.drop_last": False,  # the tiny folds hold few rows
         "train.epochs": 2,
         "train.log_every": 1,
         "train.seed": 3,
@@ -137,28 +138,33 @@ def test_cosine_schedule_ends_at_min_factor():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-def test_save_if_best_keeps_the_top_k(tmp_path):
+@pytest.mark.parametrize("protocol", ["full", "original"])
+def test_save_if_best_keeps_the_top_k(tmp_path, protocol):
     def save(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
 
     run, history = RunDir(tmp_path), []
+    run.config_path.write_text(json.dumps({"eval": {"protocol": protocol}}))
+    newer = protocol == "original"  # the original's checkpoint handler: an equal score replaces a kept one
 
     def validated(epoch, f1):
         history.append({"epoch": epoch, "val_f1": f1})
         run.write_history(history)
-        return run.save_if_best(history, 3, save)
+        return run.save_if_best(history, 3, save, newer_first=newer)
 
     saved = [validated(epoch, f1) is not None
              for epoch, f1 in [(5, 0.3), (10, 0.5), (15, 0.4), (20, 0.2), (25, 0.45), (30, 0.4)]]
-    assert saved == [True, True, True, False, True, False]  # a tie with the worst kept one is not saved
+    # a tie with the worst kept one (epoch 30: 0.4, like epoch 15) is saved only under the original rule
+    assert saved == [True, True, True, False, True, newer]
     kept = [(f1, epoch) for f1, epoch, _ in run.best_checkpoints()]
-    assert kept == [(0.5, 10), (0.45, 25), (0.4, 15)]
+    assert kept == ([(0.5, 10), (0.45, 25), (0.4, 30)] if newer else [(0.5, 10), (0.45, 25), (0.4, 15)])
     validated(35, 0.5)
     kept = [(f1, epoch) for f1, epoch, _ in run.best_checkpoints()]
-    assert kept == [(0.5, 10), (0.5, 35), (0.45, 25)]
+    assert kept == ([(0.5, 35), (0.5, 10), (0.45, 25)] if newer else [(0.5, 10), (0.5, 35), (0.45, 25)])
     assert len(list(run.ckpt_dir.iterdir())) == 3
-    assert run.best_checkpoint() == run.ckpt_dir / "best_checkpoint_10_0.5000.pt"  # read from history.jsonl
+    best = "best_checkpoint_35_0.5000.pt" if newer else "best_checkpoint_10_0.5000.pt"
+    assert run.best_checkpoint() == run.ckpt_dir / best  # read from history.jsonl, ties by config.json's rule
 
 
 # ------------------------------------------------------------------ training runs
@@ -274,6 +280,70 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monk
     assert load_training_checkpoint(run_dir / "ckpts" / LATEST_NAME)["epoch"] == 1
 
 
+# ------------------------------------------------------------------ the original recipe's points
+def test_the_batch_is_one_step_over_all_processes():
+    from signspot.train_data import per_process_batch
+
+    assert per_process_batch(8, 1) == 8 and per_process_batch(8, 4) == 2
+    with pytest.raises(ConfigError, match="train.batch_size: 8 clips per step cannot be split evenly between 3"):
+        per_process_batch(8, 3)
+
+
+def test_recipe_defaults_are_the_original():
+    from signspot.config import Config
+
+    cfg = Config()
+    assert cfg.train.drop_last is True and cfg.eval.protocol == "original" and cfg.train.batch_size == 8
+    assert cfg.train.sync_batchnorm is False
+
+
+def test_drop_last_drops_the_last_incomplete_batch(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    _run(tiny_data, run_dir, **{"train.epochs": 1, "eval.every_epochs": 0, "train.drop_last": True})
+    rows = _train_rows(tiny_data)
+    assert rows % 4 and load_training_checkpoint(run_dir / "ckpts" / LATEST_NAME)["iteration"] == rows // 4
+
+
+def test_validation_ground_truth_from_the_pkl(tiny_data, tmp_path):
+    from signspot.formats.gt import save_intervals_pkl
+    from signspot.runtime import setup_runtime
+    from signspot.train_data import open_store
+    from signspot.validate import build_validation
+
+    cfg = load_config(str(ROOT / "config" / "demo_config.py"), _overrides(tiny_data, tmp_path / "run"))
+    store = open_store(cfg)
+    rt = setup_runtime("cpu", None, cpu_autocast=False)
+    from_csv = build_validation(cfg, store, rt)
+    assert from_csv.gt and all(from_csv.gt.values())
+    pkl = {video: [[0, 0, 40]] for video in from_csv.videos}
+    save_intervals_pkl({**pkl, "other_video": [[1, 0, 80]]}, tmp_path / "gt.pkl")
+    cfg.eval.ground_truth = (str(tmp_path / "gt.pkl"),)
+    assert build_validation(cfg, store, rt).gt == pkl  # the validation videos' signs, as the pkl has them
+    save_intervals_pkl({"other_video": [[1, 0, 80]]}, tmp_path / "gt.pkl")
+    with pytest.raises(ConfigError, match="eval.ground_truth: .* validation video"):
+        build_validation(cfg, store, rt)
+
+
+def test_sync_batchnorm_converts_under_torchrun_and_is_refused_on_cpus():
+    from types import SimpleNamespace
+
+    from models import build_model
+    from signspot.config import Config
+
+    cfg, model = Config(), build_model("hs_i3d_tiny", num_classes=3)
+    cfg.train.sync_batchnorm = True
+    single = SimpleNamespace(dist=SimpleNamespace(enabled=False), device=torch.device("cpu"))
+    assert train_mod._maybe_sync_batchnorm(model, cfg, single, print) is model  # one process: nothing to sync
+    cpus = SimpleNamespace(dist=SimpleNamespace(enabled=True), device=torch.device("cpu"))
+    with pytest.raises(ConfigError, match="train.sync_batchnorm: synchronised BatchNorm runs on CUDA devices only"):
+        train_mod._maybe_sync_batchnorm(model, cfg, cpus, print)
+    gpus = SimpleNamespace(dist=SimpleNamespace(enabled=True), device=torch.device("cuda", 0))
+    synced = train_mod._maybe_sync_batchnorm(model, cfg, gpus, lambda message: None)
+    kinds = {type(m).__name__ for m in synced.modules()}
+    assert "SyncBatchNorm" in kinds and not any(k.startswith("BatchNorm") for k in kinds)
+    assert set(synced.state_dict()) == set(build_model("hs_i3d_tiny", num_classes=3).state_dict())  # same keys
+
+
 def test_bad_inputs_are_named(tiny_data, tmp_path):
     run_dir = tmp_path / "bad"
     with pytest.raises(FileNotFoundError, match="no such frame store"):
@@ -325,9 +395,10 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1 and 0.0 <= history[0]["val_f1"] <= 1.0
     ckpt = load_training_checkpoint(run_dir / "ckpts" / LATEST_NAME)
-    # The balanced draw of len(rows) samples is split between the 2 processes, batches of 2 each.
+    # The balanced draw of len(rows) samples is split between the 2 processes; the step's batch of 2
+    # is split too (1 clip per process), so a step sees the samples a one-process step would.
     per_process = -(-_train_rows(tiny_data) // 2)
-    assert ckpt["iteration"] == -(-per_process // 2)
+    assert ckpt["iteration"] == per_process
     assert not any(k.startswith("module.") for k in ckpt["model"])
 
 

@@ -80,14 +80,14 @@ def train_csv(tmp_path):
 
 
 def expected_target(video, start, n):
+    """The original's rule: a sign sharing at least 2 frames with the window is set on those frames."""
     target = np.zeros((T, C + 1), np.float32)
     for v, label, s, e, _ in ROWS:
         if v != video:
             continue
-        for t in range(T):
-            f = start + t
-            if f < n and s <= f <= e:
-                target[t, label] = 1
+        shared = [t for t in range(T) if start + t < n and s <= start + t <= e]
+        if len(shared) >= 2:
+            target[shared, label] = 1
     target[:, C] = target[:, :C].sum(1) == 0
     return target
 
@@ -107,7 +107,7 @@ def test_train_windows_overlap_sign_with_context_and_targets(store, train_csv):
             if n > T:
                 lo, hi = max(s - 16, 0), min(e + 16, n) - T
                 assert 0 <= start <= n - T
-                assert (lo <= start < hi) if hi > lo else start == min(lo, n - T)
+                assert (lo <= start < hi) if hi > lo else start == min(max(hi, 0), n - T)  # ends with the context
                 assert start <= e and start + T > s  # the window overlaps its sign
             else:
                 assert start == 0
@@ -132,9 +132,35 @@ def test_negative_windows_are_uniform_over_the_video(store, train_csv):
         ds.set_epoch(epoch)
         starts.append(ds.window_start(0, np.random.default_rng([0, epoch, 0])))
     starts = np.array(starts)
-    assert starts.min() >= 0 and starts.max() <= 80 - T
-    assert starts.min() <= 3 and starts.max() >= 80 - T - 3  # reaches both ends
+    assert starts.min() >= 0 and starts.max() <= 80 - T - 2  # the original's randint(0, n - T - 1)
+    assert starts.min() <= 3 and starts.max() >= 80 - T - 5  # reaches both ends
     assert starts.std() > 10  # spread across the video, not tied to the sign at 20..30
+
+
+def test_a_sign_is_a_target_only_with_two_shared_frames(store, tmp_path):
+    # long: 80 frames. Window [10, 41]: a sign ending on frame 10 shares one frame, one on 10..11 two;
+    # a one-frame sign inside the window is never a target (the original's overlap rule).
+    csv_path = write_csv(tmp_path / "t.csv", [("long", 0, 2, 10, 80), ("long", 1, 40, 50, 80), ("long", 2, 20, 20, 80),
+                                              ("long", 3, 41, 60, 80)])
+    ds = TrainWindowDataset(csv_path, store, C, window=T, transform=raw)
+    target = ds.target(0, 10)
+    assert target[:, 0].sum() == 0  # frame 10 only
+    assert target[:, 1].tolist() == [0.0] * 30 + [1.0, 1.0]  # frames 40, 41
+    assert target[:, 2].sum() == 0  # a one-frame sign
+    assert target[:, 3].sum() == 0  # frame 41 only
+    assert (target[:30, C] == 1).all() and (target[30:, C] == 0).all()
+    csv_path = write_csv(tmp_path / "u.csv", [("long", 0, 2, 11, 80)])
+    assert TrainWindowDataset(csv_path, store, C, window=T, transform=raw).target(0, 10)[:2, 0].tolist() == [1.0, 1.0]
+
+
+def test_a_window_too_short_for_sign_and_context_ends_where_the_context_ends(store, tmp_path):
+    # sign 40..41, context 10: the context spans [30, 51), shorter than a window: the window is the
+    # one ending where the context ends, start 51 - 32 = 19 (the original's choice), not 30
+    ds = TrainWindowDataset(write_csv(tmp_path / "t.csv", [("long", 1, 40, 41, 80)]), store, C, window=T, transform=raw,
+                            context=10)
+    assert ds.window_start(0, np.random.default_rng(0)) == 19
+    ds = TrainWindowDataset(write_csv(tmp_path / "u.csv", [("long", 1, 2, 6, 80)]), store, C, window=T, transform=raw)
+    assert ds.window_start(0, np.random.default_rng(0)) == 0  # 22 - 32 < 0: kept inside the video
 
 
 def test_train_randomness_comes_from_seed_epoch_index(store, train_csv):
@@ -175,6 +201,19 @@ def test_train_csv_errors(store, tmp_path):
     reversed_sign = write_csv(tmp_path / "c.csv", [["long", 0, 9, 2, 80]])
     with pytest.raises(ValueError, match="line 2"):
         TrainWindowDataset(reversed_sign, store, C)
+
+
+def test_fold_csvs_as_the_download_has_them(store, tmp_path):
+    from datasets.windows import read_fold_csv
+
+    # written by pandas with its index: an unnamed first column, and the columns in another order
+    (tmp_path / "train_0.csv").write_text(",video,start_frame,end_frame,label,fcount\n0,long,20,30,1,80\n")
+    assert read_fold_csv(tmp_path / "train_0.csv") == [
+        {"video": "long", "label": 1, "start_frame": 20, "end_frame": 30, "fcount": 80}]
+    (tmp_path / "valid_0.csv").write_text("video,class,start,end,frames\nlong,1,20,30,80\n")
+    with pytest.raises(ValueError, match=r"valid_0.csv: missing column\(s\) \['label', 'start_frame', 'end_frame', "
+                                         r"'fcount'\]; expected video,label,start_frame,end_frame,fcount"):
+        read_fold_csv(tmp_path / "valid_0.csv")
 
 
 def test_window_starts_cover_the_tail():
