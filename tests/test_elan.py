@@ -195,7 +195,7 @@ def test_the_checker_sees_what_elan_would_refuse(tmp_path):
 
 def test_rows_elan_cannot_hold_are_refused_and_nothing_is_written(tmp_path):
     for rows, match in (([[0, 400, 400]], "start_ms < end_ms"), ([[0, 500, 400]], "start_ms < end_ms"),
-                        ([[0, 0.5, 400]], "three ints")):
+                        ([[0, 0.5, 400]], "three ints"), ([[-1, 0, 400]], "class -1 is negative")):
         with pytest.raises(EafError, match=match):
             write_eaf(tmp_path / "v.eaf", rows)
     with pytest.raises(EafError, match="2 scores for 1 signs"):

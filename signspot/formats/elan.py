@@ -77,6 +77,8 @@ def _checked_rows(path: Path, rows: Sequence[Sequence[int]]) -> List[Tuple[int, 
             cls, start, end = (operator.index(v) for v in row)
         except (TypeError, ValueError):
             raise EafError(f"{where}: a row must be three ints [class, start_ms, end_ms]") from None
+        if cls < 0:
+            raise EafError(f"{where}: class {cls} is negative")
         if start < 0 or start >= end:
             raise EafError(f"{where}: an ELAN annotation needs 0 <= start_ms < end_ms")
         checked.append((cls, start, end))
@@ -119,10 +121,11 @@ def write_eaf(
     ``media``: the video file to link (see the module docstring); ``vocabulary``: the
     glosses written as values (without one, the class id); ``scores``: one score per
     row, written on the score tier; ``tier``: the sign tier's name. Raises
-    :class:`EafError` for a row that is not three ints with ``0 <= start < end`` (ELAN
-    has no zero-length annotations), a score count that differs from the rows or a
-    score that is not finite, and :class:`~.vocabulary.VocabularyError` for a class
-    the vocabulary has no gloss for; nothing is written then.
+    :class:`EafError` for a row that is not three ints with ``class >= 0`` and
+    ``0 <= start < end`` (ELAN has no zero-length annotations), a score count that
+    differs from the rows or a score that is not finite, and
+    :class:`~.vocabulary.VocabularyError` for a class the vocabulary has no gloss
+    for; nothing is written then.
     """
     path = Path(path)
     checked = _checked_rows(path, rows)
