@@ -32,10 +32,12 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from signspot.formats.elan import DEFAULT_TIER
 from signspot.formats.errors import SignspotError
 from signspot.formats.gt import Intervals, load_intervals
 from signspot.formats.safe_io import atomic_write, current_umask
 from signspot.formats.timebase import ms_to_frame
+from signspot.formats.vocabulary import Vocabulary
 
 from .frame_store import FrameStore
 
@@ -239,18 +241,22 @@ def make_folds(
     new_folds: int = 7,
     seed: int = 0,
     num_classes: int = 60,
+    tier: str = DEFAULT_TIER,
+    vocabulary: Vocabulary | str | os.PathLike | None = None,
 ) -> dict:
     """Write ``original_split`` (training videos, ``folds`` folds) and, given ``val_gt``,
     ``new_split`` (training + validation videos, ``new_folds`` folds) under ``out_dir``.
 
     ``store`` is one frame store or several (e.g. one per video set): every video of
-    the ground truth must be in one of them. Returns ``{split: {video: fold}}``.
+    the ground truth must be in one of them. ``tier`` and ``vocabulary`` (a
+    vocabulary or its file) read ground truth that is a folder of ELAN files (see
+    :func:`signspot.formats.gt.load_intervals`). Returns ``{split: {video: fold}}``.
     """
     paths = [store] if isinstance(store, (str, os.PathLike)) else list(store)
     stores = [FrameStore(p) for p in paths]
-    gt = {str(train_gt): load_intervals(train_gt)}
+    gt = {str(train_gt): load_intervals(train_gt, tier=tier, vocabulary=vocabulary)}
     if val_gt is not None:
-        gt[str(val_gt)] = load_intervals(val_gt)
+        gt[str(val_gt)] = load_intervals(val_gt, tier=tier, vocabulary=vocabulary)
     rows = fold_rows(gt, stores, num_classes=num_classes)  # checks everything before writing anything
     train_videos = set(gt[str(train_gt)])
     # Both splits are checked before either is written.

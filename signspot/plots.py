@@ -37,7 +37,12 @@ class ClassNamesError(SignspotError, ValueError):
 
 
 def load_class_names(path: Optional[str | os.PathLike]) -> Dict[int, str]:
-    """Class names from JSON (a list, or ``{id: name}``) or CSV (``id,name`` rows, header optional)."""
+    """Class names from the older label files: JSON (a list, or ``{id: name}``) or CSV (``id,name`` rows, header
+    optional).
+
+    The project's one format for class names is the vocabulary file
+    (:mod:`signspot.formats.vocabulary`); its ``names()`` is the mapping the plots take.
+    """
     if not path:
         return {}
     path = Path(path)

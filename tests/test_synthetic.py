@@ -54,7 +54,7 @@ def tiny(tmp_path_factory):
 def test_layout_and_formats(tiny):
     out, stats = tiny
     expected_top = {"TRAIN", "VALIDATION", "TEST", "train_bboxes.json", "valid_bboxes.json", "test_bboxes.json",
-                    "stats.json"}
+                    "stats.json", "vocabulary.txt"}
     assert {p.name for p in out.iterdir()} == expected_top
     n_frames = TINY["seconds"] * FPS
     width, height = TINY["size"]

@@ -34,6 +34,7 @@ SPLITS: Tuple[Tuple[str, str, str], ...] = (
     ("VALIDATION", "MSSL_VAL_SET", "valid"),
     ("TEST", "MSSL_TEST_SET", "test"),
 )
+VOCABULARY_FILENAME = "vocabulary.txt"  # the glosses of the query classes, at the top of the dataset
 
 
 def _split_paths(root: Path, folder: str, prefix: str):

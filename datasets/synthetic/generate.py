@@ -7,6 +7,7 @@
     <out>/TEST/MSSL_TEST_SET_{VIDEOS,GT.pkl,GT_TXT}
     <out>/{train,valid,test}_bboxes.json               {video: [x1, y1, x2, y2]} signer boxes
     <out>/stats.json                                   statistics, class definitions, per-video signer
+    <out>/vocabulary.txt                               one made-up gloss per class (line k = class k)
 
 Determinism: the same configuration and seed give byte-identical ground truth,
 boxes and statistics (apart from the recorded generation time) and identical
@@ -28,7 +29,7 @@ from typing import Dict, Optional, Tuple
 from signspot.formats.gt import save_intervals_pkl, save_intervals_txt
 from signspot.formats.safe_io import atomic_write
 
-from .config import SPLITS, SynthConfig, SyntheticConfigError, _split_paths
+from .config import SPLITS, VOCABULARY_FILENAME, SynthConfig, SyntheticConfigError, _split_paths
 from .plan import plan_dataset
 from .render import write_video
 from .stats import _statistics, _summary_table
@@ -117,6 +118,8 @@ def generate_dataset(
         stats["workers"] = workers
         with atomic_write(tmp_root / "stats.json", "w") as f:
             json.dump(stats, f, indent=1)
+        with atomic_write(tmp_root / VOCABULARY_FILENAME, "w") as f:
+            f.write(_vocabulary_text(repertoire[: cfg.classes]))
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(tmp_root, out)
@@ -127,6 +130,12 @@ def generate_dataset(
         print(_summary_table(stats))
         print(f"wrote {out} in {stats['generation_seconds']:.1f} s ({workers} workers)")
     return stats
+
+
+def _vocabulary_text(classes) -> str:
+    """The vocabulary file (:mod:`signspot.formats.vocabulary`) of the query classes, in class order."""
+    header = "# synthetic sign classes: PATH-PLACE-HANDSHAPE-HANDS; gloss line k is class k\n"
+    return header + "".join(f"{sign.gloss}\n" for sign in classes)
 
 
 def _progress(total: int, enabled: bool):

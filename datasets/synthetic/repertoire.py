@@ -63,6 +63,11 @@ class SignDef:
         return (list(PLACES).index(self.place), PATHS.index(self.path), HAND_SHAPES.index(self.shape),
                 HAND_MODES.index(self.mode))
 
+    @property
+    def gloss(self) -> str:
+        """A made-up gloss naming the attributes, e.g. ``CIRCLE-CHEST-FIST-ONE`` (unique per sign)."""
+        return f"{self.path}-{self.place}-{self.shape}-{self.mode}".upper()
+
     def describe(self) -> str:
         hands = {"one": "one hand", "sym": "two hands, mirrored", "base": "two hands, flat base"}[self.mode]
         return f"{self.path} at {self.place}, {self.shape}, {hands}"

@@ -228,12 +228,14 @@ def run_demo(
     # 7. official score and plots
     score_json = out_dir / "test_score.json"
     score_original_json = out_dir / "test_score_original_decoding.json"
-    _run(["scripts/evaluate.py", "--gt", test_gt, "--pred", predictions, "--json", score_json, "--report"], log)
+    vocabulary = data / "vocabulary.txt"  # the glosses of the classes, written by the generator
+    _run(["scripts/evaluate.py", "--gt", test_gt, "--pred", predictions, "--json", score_json, "--report",
+          "--vocabulary", vocabulary], log)
     _run(["scripts/evaluate.py", "--gt", test_gt, "--pred", out_dir / "predictions_original_decoding.pkl",
           "--json", score_original_json], log)
     plots = out_dir / "plots"
     _run(["scripts/visualize.py", "--scores", out_dir / "test_ensemble_scores.pkl", "--gt", test_gt,
-          "--pred", predictions, "--out", plots, "--max-videos", 3], log)
+          "--pred", predictions, "--out", plots, "--max-videos", 3, "--vocabulary", vocabulary], log)
 
     score = json.loads(score_json.read_text())
     score_original = json.loads(score_original_json.read_text())

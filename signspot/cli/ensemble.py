@@ -18,9 +18,11 @@ from typing import Optional, Sequence
 
 from ..decode import DecodeSettings, decode_all
 from ..ensemble import ensemble_frame_scores, find_score_files
+from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals, save_intervals_pkl
 from ..formats.safe_io import atomic_write
 from ..formats.scores import SCORES_FILENAME, save_frame_scores
+from ..formats.vocabulary import load_vocabulary
 from ..metric import format_score, official_score, warn_if_no_signs
 from ..original_results import ORIGINAL_RESULTS_FILENAME
 from ..tuning import format_tuning_table, settings_of, tune_decode_settings
@@ -45,6 +47,11 @@ def parse_args(argv=None):
     p.add_argument("--save-decode-config", metavar="JSON",
                    help="where to save the decode settings (default with --tune-on: decode_config.json beside --out)")
     p.add_argument("--evaluate", metavar="GT", help="print the official score of the written predictions")
+    p.add_argument("--tier", default=DEFAULT_TIER,
+                   help="the ELAN tier holding the signs, when --tune-on / --evaluate is a folder of .eaf files "
+                        "(default: %(default)s)")
+    p.add_argument("--vocabulary", metavar="FILE",
+                   help="glosses of those .eaf values, one per line (line k = class k); without it they are class ids")
     p.add_argument("--save-scores", metavar="FILE", help="also save the ensembled per-frame scores (for plots)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     return p.parse_args(argv)
@@ -64,6 +71,8 @@ def main(
     evaluate: Optional[str] = None,
     save_scores: Optional[str] = None,
     quiet: bool = False,
+    tier: str = DEFAULT_TIER,
+    vocabulary: Optional[str] = None,
 ) -> dict:
     """Average score files, decode, write predictions; optionally tune/evaluate. Returns a summary."""
     say = (lambda *a: None) if quiet else print
@@ -71,6 +80,7 @@ def main(
     overrides = {k: v for k, v in dict(smoothing=smoothing, min_length=min_length, merge_gap=merge_gap,
                                        background_margin=background_margin).items() if v is not None}
     settings = DecodeSettings.from_dict({**settings.to_dict(), **overrides}, "command line")
+    glosses = load_vocabulary(vocabulary) if vocabulary else None
     paths = find_score_files(results_dir, exclude)
     if not paths:
         raise FileNotFoundError(
@@ -82,7 +92,7 @@ def main(
     summary: dict = {"num_files": len(paths), "files": [str(p) for p in paths], "num_videos": len(videos)}
 
     if tune_on:
-        gt = load_intervals(tune_on)
+        gt = load_intervals(tune_on, tier=tier, vocabulary=glosses)
         missing = set(gt) - set(videos)
         if not any(len(rows) for rows in gt.values()) or missing == set(gt):
             raise CommandError(
@@ -126,7 +136,7 @@ def main(
         )
         say(f"wrote ensembled scores to {save_scores}")
     if evaluate:
-        gt = load_intervals(evaluate)
+        gt = load_intervals(evaluate, tier=tier, vocabulary=glosses)
         warn_if_no_signs(gt, evaluate)
         score = official_score(gt, predictions)
         say(f"official score on {evaluate}: {format_score(score)}")

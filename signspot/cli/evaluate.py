@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py --gt MSSL_VAL_SET_GT.pkl --pred predictions.pkl [--json score.json] [--report]
     python scripts/evaluate.py --input DIR --output OUT   # CodaLab: DIR/ref/ground_truth.pkl, DIR/res/predictions.pkl -> OUT/scores.txt
+    python scripts/evaluate.py --gt gt_eaf/ --pred predictions.pkl --tier signs --vocabulary vocabulary.txt  # ELAN files
 """
 
 import argparse
@@ -9,16 +10,24 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals
 from ..formats.safe_io import atomic_write
+from ..formats.vocabulary import load_vocabulary
 from ..metric import format_report, format_score, official_score, score_report, strict_score, warn_if_no_signs
 from ._exit import CommandError, run_main
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gt", help="ground truth: a .pkl file or a folder of <video>.txt (class,start_ms,end_ms lines)")
-    p.add_argument("--pred", help="predictions: a .pkl file or a folder of <video>.txt")
+    p.add_argument("--gt", help="ground truth: a .pkl file, or a folder of <video>.txt (class,start_ms,end_ms lines) "
+                                "or of <video>.eaf (ELAN)")
+    p.add_argument("--pred", help="predictions: a .pkl file, or a folder of <video>.txt or <video>.eaf")
+    p.add_argument("--tier", default=DEFAULT_TIER,
+                   help="the ELAN tier holding the signs, for .eaf folders (default: %(default)s)")
+    p.add_argument("--vocabulary", metavar="FILE",
+                   help="glosses, one per line (line k = class k): the values in .eaf files (without it they are "
+                        "class ids) and the class names of --report")
     p.add_argument("--json", dest="json_path", metavar="FILE",
                    help="also write {f1, precision, recall, tp, fp, fn} to this JSON file")
     p.add_argument("--report", action="store_true", help="print per-IoU-threshold and per-class tables")
@@ -46,6 +55,8 @@ def main(
     strict: bool = False,
     input: Optional[str] = None,  # noqa: A002 - CodaLab's flag name
     output: Optional[str] = None,
+    tier: str = DEFAULT_TIER,
+    vocabulary: Optional[str] = None,
 ) -> dict:
     """Score ``pred`` against ``gt`` (files), print the result; CodaLab layout with input/output."""
     if input is not None or output is not None:
@@ -55,8 +66,9 @@ def main(
         pred = str(_pick_pkl(Path(input) / "res", "predictions.pkl"))
     if gt is None or pred is None:
         raise CommandError("give --gt and --pred, or --input DIR --output DIR")
-    gt_data = load_intervals(gt)
-    pred_data = load_intervals(pred)
+    glosses = load_vocabulary(vocabulary) if vocabulary else None
+    gt_data = load_intervals(gt, tier=tier, vocabulary=glosses)
+    pred_data = load_intervals(pred, tier=tier, vocabulary=glosses)
     warn_if_no_signs(gt_data, gt)
 
     scorer = strict_score if strict else official_score
@@ -74,7 +86,7 @@ def main(
             f.write(f"avg_f1: {result['f1']}\n")
     print(format_score(result))
     if report:
-        print(format_report(score_report(gt_data, pred_data, strict=strict)))
+        print(format_report(score_report(gt_data, pred_data, strict=strict), glosses.names() if glosses else None))
     return result
 
 

@@ -2,7 +2,10 @@
 bars and precision/recall over IoU thresholds.
 
     python scripts/visualize.py --scores chalearn_results/valid --gt MSSL_VAL_SET_GT.pkl \\
-        --pred val_predictions.pkl --out plots/ [--videos p01_n000 p01_n001] [--class-names names.csv]
+        --pred val_predictions.pkl --out plots/ [--videos p01_n000 p01_n001] [--vocabulary vocabulary.txt]
+
+Signs are labelled with their glosses from --vocabulary (one gloss per line, line k = class k),
+or with their class ids without one.
 """
 
 import argparse
@@ -11,9 +14,11 @@ from typing import Optional, Sequence
 
 from ..decode import DecodeSettings, decode_all
 from ..ensemble import ensemble_frame_scores, find_score_files
+from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals
 from ..formats.safe_io import safe_file_stems
 from ..formats.timebase import ORIGINAL_FPS
+from ..formats.vocabulary import load_vocabulary
 from ..metric import score_report
 from ..original_results import load_any_scores
 from ..plots import load_class_names, plot_class_f1, plot_threshold_curves, plot_video_timeline
@@ -23,12 +28,18 @@ from ._exit import CommandError, run_main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scores", help="a per-frame score file (or original dict_results.pkl), or a folder to ensemble")
-    p.add_argument("--gt", help="ground truth (.pkl or folder of <video>.txt)")
+    p.add_argument("--gt", help="ground truth (.pkl, or a folder of <video>.txt or <video>.eaf)")
     p.add_argument("--pred", help="predictions (.pkl or folder); default: decode --scores with the original rule")
+    p.add_argument("--tier", default=DEFAULT_TIER,
+                   help="the ELAN tier holding the signs, for .eaf folders (default: %(default)s)")
+    p.add_argument("--vocabulary", metavar="FILE",
+                   help="glosses, one per line (line k = class k): the labels of the plots and the values of .eaf "
+                        "files (without it they are class ids)")
     p.add_argument("--out", default="plots", help="output folder for the PNGs (default: %(default)s)")
     p.add_argument("--videos", nargs="*", help="videos to draw timelines for (default: the first --max-videos)")
     p.add_argument("--max-videos", type=int, default=10, help="timelines drawn when --videos is not given")
-    p.add_argument("--class-names", help="JSON list / {id: name} or CSV 'id,name' of class names")
+    p.add_argument("--class-names", help="older label files: JSON list / {id: name} or CSV 'id,name' (prefer "
+                                         "--vocabulary)")
     p.add_argument("--exclude", nargs="*", default=[], help="patterns excluded when --scores is a folder")
     return p.parse_args(argv)
 
@@ -42,20 +53,25 @@ def main(
     class_names: Optional[str] = None,
     max_videos: int = 10,
     exclude: Sequence[str] = (),
+    tier: str = DEFAULT_TIER,
+    vocabulary: Optional[str] = None,
 ) -> list:
     """Write the figures to ``out``; returns the written paths."""
     from tqdm import tqdm
 
-    names = load_class_names(class_names)
+    if vocabulary and class_names:
+        raise CommandError("give --vocabulary or --class-names, not both")
+    glosses = load_vocabulary(vocabulary) if vocabulary else None
+    names = glosses.names() if glosses else load_class_names(class_names)
     frame_scores = {}
     if scores:
         if Path(scores).is_dir():
             frame_scores = ensemble_frame_scores(find_score_files(scores, exclude), progress=False)
         else:
             frame_scores = load_any_scores(scores)["videos"]
-    gt_data = load_intervals(gt) if gt else {}
+    gt_data = load_intervals(gt, tier=tier, vocabulary=glosses) if gt else {}
     if pred:
-        pred_data = load_intervals(pred)
+        pred_data = load_intervals(pred, tier=tier, vocabulary=glosses)
     elif frame_scores:
         pred_data = decode_all(frame_scores, DecodeSettings())
     else:

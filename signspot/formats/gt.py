@@ -1,9 +1,11 @@
 """Ground-truth and prediction files of the MSSL track.
 
 Both are ``{video_name: [[class_id, start_ms, end_ms], ...]}`` with plain ints,
-stored either as a pickle (``MSSL_*_GT.pkl``, ``predictions.pkl``) or as a folder
-of ``<video>.txt`` files holding one ``class,start_ms,end_ms`` line per sign.
-Everything that reads such a file goes through :func:`load_intervals`, so
+stored as a pickle (``MSSL_*_GT.pkl``, ``predictions.pkl``), as a folder of
+``<video>.txt`` files holding one ``class,start_ms,end_ms`` line per sign, or as a
+folder of ``<video>.eaf`` ELAN files holding the signs on one tier (:mod:`.elan`;
+the annotation values are glosses of a vocabulary, :mod:`.vocabulary`, or class
+ids). Everything that reads such a file goes through :func:`load_intervals`, so
 malformed input is reported the same way everywhere: file, video and row.
 """
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 import numbers
 import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
+from .elan import DEFAULT_TIER, read_eafs, write_eaf
 from .errors import SignspotError
 from .safe_io import atomic_dump_pickle, atomic_write, safe_file_stems, safe_pickle_load
+from .vocabulary import Vocabulary, VocabularyError, as_vocabulary
 
 __all__ = [
     "Intervals",
@@ -25,6 +29,7 @@ __all__ = [
     "validate_intervals",
     "save_intervals_pkl",
     "save_intervals_txt",
+    "save_intervals_eaf",
 ]
 
 Intervals = Dict[str, List[List[int]]]
@@ -37,7 +42,7 @@ class MalformedIntervalsError(SignspotError, ValueError):
 def video_name(path: str | os.PathLike) -> str:
     """The challenge's video key: the file stem with a trailing ``.cropped`` removed."""
     stem = Path(path).name
-    for suffix in (".mp4", ".avi", ".mov", ".mkv", ".txt"):
+    for suffix in (".mp4", ".avi", ".mov", ".mkv", ".txt", ".eaf"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -93,12 +98,22 @@ def validate_intervals(
     return clean
 
 
-def _load_txt_dir(folder: Path) -> Intervals:
+def _annotation_files(folder: Path, suffix: str) -> Dict[str, Path]:
+    """``{video: file}`` of the folder's ``<video><suffix>`` files; two files of one video are an error."""
+    found: Dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() != suffix or not path.is_file():
+            continue
+        name = video_name(path)
+        if name in found:
+            raise MalformedIntervalsError(f"{folder}: {found[name].name} and {path.name} are the same video {name!r}")
+        found[name] = path
+    return found
+
+
+def _load_txt_dir(files: Mapping[str, Path]) -> Intervals:
     data: Intervals = {}
-    files = sorted(folder.glob("*.txt"))
-    if not files:
-        raise MalformedIntervalsError(f"{folder}: no <video>.txt files in this folder")
-    for txt in files:
+    for video, txt in files.items():
         rows = []
         for lineno, line in enumerate(txt.read_text().splitlines(), 1):
             line = line.strip()
@@ -113,19 +128,46 @@ def _load_txt_dir(folder: Path) -> Intervals:
                 raise MalformedIntervalsError(
                     f"{txt}: line {lineno} ({line!r}): expected 'class,start_ms,end_ms' with three integers"
                 ) from None
-        data[video_name(txt)] = rows
+        data[video] = rows
     return data
 
 
-def load_intervals(path: str | os.PathLike, *, num_classes: Optional[int] = None) -> Intervals:
-    """Load a ground-truth/prediction pickle or a folder of TXT files, validated."""
+def _load_folder(folder: Path, tier: str, vocabulary: Vocabulary | str | os.PathLike | None) -> Intervals:
+    txt, eaf = _annotation_files(folder, ".txt"), _annotation_files(folder, ".eaf")
+    if txt and eaf:
+        raise MalformedIntervalsError(
+            f"{folder}: holds both <video>.txt ({len(txt)}) and <video>.eaf ({len(eaf)}) files; keep one kind here"
+        )
+    if eaf:
+        return read_eafs(eaf, tier=tier, vocabulary=as_vocabulary(vocabulary), where=str(folder))
+    if txt:
+        return _load_txt_dir(txt)
+    raise MalformedIntervalsError(f"{folder}: no <video>.txt or <video>.eaf files in this folder")
+
+
+def load_intervals(
+    path: str | os.PathLike,
+    *,
+    num_classes: Optional[int] = None,
+    tier: str = DEFAULT_TIER,
+    vocabulary: Vocabulary | str | os.PathLike | None = None,
+) -> Intervals:
+    """Load a ground-truth/prediction pickle, or a folder of TXT or of ELAN files, validated.
+
+    ``tier`` and ``vocabulary`` (a :class:`~.vocabulary.Vocabulary` or its file) are
+    for a folder of ``<video>.eaf`` files: the tier holding the signs, and the
+    glosses its values are (without one, the values are class ids). A value that
+    is not in the vocabulary is an error listing every such value, never dropped.
+    """
     path = Path(path)
     if path.is_dir():
-        data = _load_txt_dir(path)
+        data = _load_folder(path, tier, vocabulary)
     elif path.exists():
         data = safe_pickle_load(path, allow_numpy=True)  # numpy ints are common in files made with numpy
     else:
-        raise FileNotFoundError(f"{path}: no such file or folder (expected a .pkl file or a folder of <video>.txt)")
+        raise FileNotFoundError(
+            f"{path}: no such file or folder (expected a .pkl file or a folder of <video>.txt or <video>.eaf)"
+        )
     return validate_intervals(data, str(path), num_classes=num_classes)
 
 
@@ -135,17 +177,58 @@ def save_intervals_pkl(data: Intervals, path: str | os.PathLike) -> None:
     atomic_dump_pickle(clean, path)
 
 
-def save_intervals_txt(data: Intervals, folder: str | os.PathLike) -> None:
-    """Write one ``<video>.txt`` per video with ``class,start_ms,end_ms`` lines."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    clean = validate_intervals(data, str(folder))
+def _check_file_names(clean: Intervals, folder: Path) -> None:
     for video in clean:
         if safe_file_stems([video])[video] != video:
             raise MalformedIntervalsError(
                 f"{folder}: video name {video!r} cannot be a file name (only letters, digits, '.', '_', '-'); "
                 "write a .pkl file instead"
             )
+
+
+def save_intervals_txt(data: Intervals, folder: str | os.PathLike) -> None:
+    """Write one ``<video>.txt`` per video with ``class,start_ms,end_ms`` lines."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    clean = validate_intervals(data, str(folder))
+    _check_file_names(clean, folder)
     for video, rows in clean.items():
         with atomic_write(folder / f"{video}.txt", "w") as f:
             f.writelines(f"{c},{s},{e}\n" for c, s, e in rows)
+
+
+def save_intervals_eaf(
+    data: Intervals,
+    folder: str | os.PathLike,
+    *,
+    tier: str = DEFAULT_TIER,
+    vocabulary: Vocabulary | str | os.PathLike | None = None,
+    media: Optional[Mapping[str, str | os.PathLike]] = None,
+) -> List[Path]:
+    """Write one ``<video>.eaf`` (EAF 3.0, :func:`~.elan.write_eaf`) per video; returns the files.
+
+    The signs go on tier ``tier`` with their glosses (``vocabulary``; without one, the
+    class ids) as values; ``media[video]``, when given, is the video file each .eaf
+    links. Every row is checked before anything is written: a zero-length sign
+    (ELAN has no zero-length annotations) or a class without a gloss is an error.
+    """
+    folder = Path(folder)
+    vocabulary = as_vocabulary(vocabulary)
+    clean = validate_intervals(data, str(folder))
+    _check_file_names(clean, folder)
+    for video, rows in clean.items():
+        for i, (cls, start, end) in enumerate(rows):
+            if start == end:
+                raise MalformedIntervalsError(
+                    f"{folder}: video {video!r}, row {i} ({[cls, start, end]}): a zero-length sign cannot be an ELAN "
+                    "annotation"
+                )
+            if vocabulary is not None and cls >= len(vocabulary):
+                raise VocabularyError(
+                    f"{folder}: video {video!r}, row {i}: class {cls} has no gloss in {vocabulary.source}, which has "
+                    f"{len(vocabulary)} (classes 0-{len(vocabulary) - 1}); add the missing glosses to it"
+                )
+    folder.mkdir(parents=True, exist_ok=True)
+    media = media or {}
+    return [write_eaf(folder / f"{video}.eaf", rows, media=media.get(video), vocabulary=vocabulary, tier=tier)
+            for video, rows in clean.items()]
