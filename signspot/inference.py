@@ -107,18 +107,19 @@ def split_name(lmdb_dir: str | os.PathLike) -> str:
     return folder
 
 
-def output_path(save_dir, lmdb_dir, checkpoint_path, split: str | None = None) -> Path:
+def output_path(save_dir, lmdb_dir, checkpoint_path, split: str | None = None, *, taken=()) -> Path:
     """``{save_dir}/{split}/{run}_{checkpoint stem}/<SCORES_FILENAME>``, as the original laid it out.
 
     Distinct checkpoints never share an output: when that folder already holds the scores
     of another checkpoint (e.g. ``2fold_neg0/maxfix_neg0_fold0`` and ``3fold_neg0/maxfix_neg0_fold0``),
-    the name gets ``-`` and 8 hex digits of a hash of this checkpoint's absolute path.
+    the name gets ``-`` and 8 hex digits of a hash of this checkpoint's absolute path; so it
+    does when the path is in ``taken`` (outputs of other checkpoints of the same run).
     """
     split = split or split_name(lmdb_dir)
     checkpoint_path = Path(checkpoint_path)
     name = f"{run_name(checkpoint_path)}_{checkpoint_path.stem}"
     path = Path(save_dir) / split / name / SCORES_FILENAME
-    if _written_for_another(path, checkpoint_path):
+    if path in set(taken) or _written_for_another(path, checkpoint_path):
         digest = hashlib.sha1(str(checkpoint_path.resolve()).encode()).hexdigest()[:8]
         path = Path(save_dir) / split / f"{name}-{digest}" / SCORES_FILENAME
     return path
@@ -200,9 +201,28 @@ def _shard(videos: Sequence[str], frame_counts: Mapping[str, int], rank: int, wo
     return ordered[rank::world]
 
 
+def find_checkpoints(items: Sequence[str | os.PathLike]) -> list[Path]:
+    """Checkpoint files from files and folders: a folder gives the ``best_checkpoint_*.pt`` files
+    under it (at any depth), or every ``*.pt`` file under it when it holds no best checkpoint."""
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            inside = sorted(path.rglob("best_checkpoint_*.pt")) or sorted(path.rglob("*.pt"))
+            if not inside:
+                raise InferenceError(f"{path}: a folder with no checkpoint (*.pt) in it")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InferenceError(f"{path}: no such checkpoint file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return [Path(p) for p in unique]
+
+
 def infer_store(
     lmdb_dir: str,
-    checkpoint_dir: str,
+    checkpoint_dir: str | os.PathLike | Sequence[str | os.PathLike],
     save_dir: str = "chalearn_results",
     *,
     split: str | None = None,
@@ -216,11 +236,14 @@ def infer_store(
     window: int | None = None,
     compat: str | None = None,
     progress: bool = True,
-) -> Path | None:
-    """Run one checkpoint over a frame store and write its per-frame scores file.
+) -> Path | list[Path] | None:
+    """Run checkpoints over a frame store and write one per-frame scores file each.
 
-    ``checkpoint_dir`` is one checkpoint file (the original's flag name). Returns
-    the path written (``None`` on ranks other than 0 under ``torchrun``).
+    ``checkpoint_dir`` is one checkpoint file (the original's flag name; the path written is
+    returned), or a list of files and folders (:func:`find_checkpoints`; the paths written
+    are returned, in order). Several checkpoints are scored in one pass: each frame is
+    decoded once and every batch goes through every model; each file is the one a run
+    of that checkpoint alone writes. ``None`` on ranks other than 0 under ``torchrun``.
 
     ``compat="original"`` runs the windows the original ran, in fp32: starts
     ``range(0, N - window)`` in batches of 8 with the last incomplete batch dropped, so
@@ -228,12 +251,10 @@ def infer_store(
     then holds each video's covered frames. The default scores every frame.
     """
     from datasets.frame_store import FrameStore, FrameStoreError
-    from datasets.transforms import EvalClipTransform
 
-    from .formats.scores import save_frame_scores
-    from .runtime import RuntimeSetupError, fix_malloc_mmap_threshold, setup_runtime
-    from .scoring import equal_head_weights, score_videos
+    from .runtime import fix_malloc_mmap_threshold
 
+    single = isinstance(checkpoint_dir, (str, os.PathLike))
     if stride < 1:
         raise InferenceError(f"--stride must be >= 1, got {stride}")
     if batch_size < 1:
@@ -279,10 +300,45 @@ def infer_store(
     if not selected:
         raise InferenceError(f"{lmdb_path}: the frame store holds no videos")
 
-    model, spec = load_inference_model(checkpoint_dir, window=window)
-    if stride > spec.window:
-        raise InferenceError(f"--stride {stride} > window {spec.window}: frames between windows would get no scores")
-    out_path = output_path(save_dir, lmdb_dir, checkpoint_dir, split)
+    if single:
+        checkpoints = [Path(checkpoint_dir)]
+        if checkpoints[0].is_dir():
+            candidates = sorted(p.name for p in checkpoints[0].glob("*.pt"))[:5]
+            hint = f" (checkpoints inside: {', '.join(candidates)})" if candidates else ""
+            raise InferenceError(f"{checkpoints[0]}: is a folder; give checkpoint files, or several paths{hint}")
+    else:
+        checkpoints = find_checkpoints(checkpoint_dir)
+    loaded = [(path, *load_inference_model(path, window=window)) for path in checkpoints]
+    if stride > min(spec.window for _, _, spec in loaded):
+        raise InferenceError(f"--stride {stride} > window: frames between windows would get no scores")
+    out_paths: dict[Path, Path] = {}
+    for path, _, _ in loaded:
+        out_paths[path] = output_path(save_dir, lmdb_dir, path, split, taken=set(out_paths.values()))
+    # One pass per distinct window and transform (checkpoints trained at other sizes run apart).
+    groups: dict[tuple, list] = {}
+    for path, model, spec in loaded:
+        groups.setdefault((spec.window, spec.resize, spec.crop), []).append((path, model, spec))
+    options = dict(stride=stride, batch_size=batch_size, device=device, amp=amp, workers=workers, flip_tta=flip_tta,
+                   original=original, progress=progress)
+    written = None
+    for group in groups.values():
+        written = _score_group(store, lmdb_path, selected, group, out_paths, **options)
+        if written is None:  # not rank 0
+            return None
+    return out_paths[checkpoints[0]] if single else [out_paths[p] for p in checkpoints]
+
+
+def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths: dict, *, stride: int,
+                 batch_size: int, device, amp, workers: int, flip_tta: bool, original: bool,
+                 progress: bool) -> list | None:
+    """Score ``group`` (checkpoints of one window and transform) in one pass; write their files."""
+    from datasets.transforms import EvalClipTransform
+
+    from .formats.scores import save_frame_scores
+    from .runtime import RuntimeSetupError, setup_runtime
+    from .scoring import equal_head_weights, score_videos_with_models
+
+    spec = group[0][2]
     transform = EvalClipTransform(resize=spec.resize, crop=spec.crop)
     head_weights = equal_head_weights()
     try:
@@ -291,51 +347,58 @@ def infer_store(
     except RuntimeSetupError as exc:
         raise InferenceError(str(exc)) from None
     rank, world = runtime.dist.rank, runtime.dist.world_size
-    model.to(runtime.device)
+    models = [model.to(runtime.device) for _, model, _ in group]
     try:
         frame_counts = {v: int(store.num_frames(v)) for v in selected}
         mine = _shard(selected, frame_counts, rank, world)
         started = time.perf_counter()
-        scores = score_videos(
-            model, store, mine, window=spec.window, stride=stride, transform=transform, runtime=runtime,
+        per_model = score_videos_with_models(
+            models, store, mine, window=spec.window, stride=stride, transform=transform, runtime=runtime,
             head_weights=head_weights, batch_size=batch_size, workers=workers, flip_tta=flip_tta,
             rule="original" if original else "full", drop_last_batch=original, progress=progress and rank == 0,
         )
-        if world > 1:
-            scores = _gather_to_rank0(scores, out_path, rank, world)
+        written = []
+        for (path, _, model_spec), scores in zip(group, per_model):
+            out_path = out_paths[path]
+            if world > 1:
+                scores = _gather_to_rank0(scores, out_path, rank, world)
+            if rank != 0:
+                continue
+            ordered_scores = {v: scores[v] for v in selected if v in scores}
+            unscored = [v for v in selected if v not in scores]
+            if unscored:
+                print(f"warning: {len(unscored)} video(s) shorter than {spec.window + 1} frames get no window under "
+                      f"--compat original (as in the original): {', '.join(unscored[:5])}", file=sys.stderr)
+            if not ordered_scores:
+                raise InferenceError(f"{lmdb_path}: no video is long enough for a window under --compat original")
+            save_frame_scores(
+                out_path,
+                ordered_scores,
+                checkpoint=str(path.resolve()),
+                head_weights=head_weights,
+                window=spec.window,
+                stride=stride,
+                extra={
+                    "model": model_spec.model_name,
+                    "num_classes": model_spec.num_classes,
+                    "width": model_spec.width,
+                    "resize": spec.resize,
+                    "crop": spec.crop,
+                    "flip_tta": bool(flip_tta),
+                    "amp": amp or "off",
+                    "frame_store": str(lmdb_path.resolve()),
+                    # "prefix": a video's scores may stop before its last frame (the original's windows)
+                    "coverage": COVERAGE_PREFIX if original else "all",
+                    "compat": "original" if original else "none",
+                },
+            )
+            written.append(out_path)
         if rank != 0:
             return None
-        ordered_scores = {v: scores[v] for v in selected if v in scores}
-        unscored = [v for v in selected if v not in scores]
-        if unscored:
-            print(f"warning: {len(unscored)} video(s) shorter than {spec.window + 1} frames get no window under "
-                  f"--compat original (as in the original): {', '.join(unscored[:5])}", file=sys.stderr)
-        if not ordered_scores:
-            raise InferenceError(f"{lmdb_path}: no video is long enough for a window under --compat original")
-        save_frame_scores(
-            out_path,
-            ordered_scores,
-            checkpoint=str(Path(checkpoint_dir).resolve()),
-            head_weights=head_weights,
-            window=spec.window,
-            stride=stride,
-            extra={
-                "model": spec.model_name,
-                "num_classes": spec.num_classes,
-                "width": spec.width,
-                "resize": spec.resize,
-                "crop": spec.crop,
-                "flip_tta": bool(flip_tta),
-                "amp": amp or "off",
-                "frame_store": str(lmdb_path.resolve()),
-                # "prefix": a video's scores may stop before its last frame (the original's windows)
-                "coverage": COVERAGE_PREFIX if original else "all",
-                "compat": "original" if original else "none",
-            },
-        )
         elapsed = time.perf_counter() - started
-        print(f"wrote {out_path} ({len(ordered_scores)} videos, {elapsed:.1f} s)", file=sys.stderr)
-        return out_path
+        print(f"wrote {len(written)} score file(s) ({len(selected)} videos, {elapsed:.1f} s): "
+              + ", ".join(map(str, written)), file=sys.stderr)
+        return written
     finally:
         runtime.shutdown()
 

@@ -32,6 +32,7 @@ __all__ = [
     "equal_head_weights",
     "head_weights_from",
     "score_videos",
+    "score_videos_with_models",
     "softmax",
     "upsample_nearest",
 ]
@@ -156,8 +157,13 @@ class FrameScoreAccumulator:
         return (self._sum[:rows] / weight[:rows, None]).astype(np.float32)
 
 
-def score_videos(
-    model: torch.nn.Module,
+def score_videos(model: torch.nn.Module, store, videos: Sequence[str], **options) -> dict[str, dict]:
+    """Score every frame of ``videos`` with one model (see :func:`score_videos_with_models`)."""
+    return score_videos_with_models([model], store, videos, **options)[0]
+
+
+def score_videos_with_models(
+    models: Sequence[torch.nn.Module],
     store,
     videos: Sequence[str],
     *,
@@ -172,13 +178,17 @@ def score_videos(
     rule: str = "full",
     drop_last_batch: bool = False,
     progress: bool = True,
-) -> dict[str, dict]:
-    """Score every frame of ``videos``; returns ``{video: {"scores", "fps", "num_frames"}}``.
+) -> list[dict[str, dict]]:
+    """Score every frame of ``videos`` with each of ``models`` in one pass over the frames.
+
+    Each frame is decoded and transformed once; every batch of windows is run through
+    every model. Returns, per model, ``{video: {"scores", "fps", "num_frames"}}``, the
+    same as scoring with that model alone.
 
     ``scores`` is a float32 ``(num_frames, C + 1)`` array of probabilities; only the
     heads with a weight in ``head_weights`` (default: every head, 1/5 each) are read.
     With ``flip_tta`` each window is also run mirrored left-right and both count as
-    windows of equal weight. The model runs under ``runtime``'s device and autocast.
+    windows of equal weight. The models run under ``runtime``'s device and autocast.
 
     ``rule`` / ``drop_last_batch``: where windows start (:func:`datasets.windows.window_starts`;
     ``"original"`` with ``drop_last_batch`` is the original's inference). Under the original
@@ -187,6 +197,8 @@ def score_videos(
     """
     if stride > window:
         raise ScoringError(f"stride {stride} > window {window} would leave frames between windows without scores")
+    if not models:
+        raise ScoringError("no model to score with")
     device = runtime.device
     head_weights = dict(head_weights) if head_weights is not None else equal_head_weights()
     frame_counts = {v: int(store.num_frames(v)) for v in videos}
@@ -215,10 +227,11 @@ def score_videos(
         # in the child, and the store was opened here to count frames.
         multiprocessing_context="spawn" if workers > 0 else None,
     )
-    was_training = model.training
-    model.eval()
-    pending: dict[int, list] = {}  # video_index -> [accumulator, windows seen]
-    results: dict[str, dict] = {}
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
+    pending: dict[int, list] = {}  # video_index -> [accumulator per model, windows seen]
+    results: list[dict[str, dict]] = [{} for _ in models]
     bar = _progress(total_windows, progress, desc="windows")
     with torch.inference_mode():
         for batch in loader:
@@ -228,32 +241,38 @@ def score_videos(
             views = [clips, clips.flip(-1)] if flip_tta else [clips]
             video_index = int(batch["video_index"])
             starts = batch["starts"].numpy()
-            for view in views:
-                with runtime.autocast():
-                    outputs = model(view)
-                head_logits = {h: outputs[h].float().cpu().numpy() for h in head_weights}
-                if video_index not in pending:
-                    num_columns = next(iter(head_logits.values())).shape[-1]
-                    accumulator = FrameScoreAccumulator(int(batch["num_frames"]), num_columns, window, head_weights)
-                    pending[video_index] = [accumulator, 0]
-                pending[video_index][0].add(starts, head_logits)
+            for m, model in enumerate(models):
+                for view in views:
+                    with runtime.autocast():
+                        outputs = model(view)
+                    head_logits = {h: outputs[h].float().cpu().numpy() for h in head_weights}
+                    if video_index not in pending:
+                        pending[video_index] = [[None] * len(models), 0]
+                    accumulators = pending[video_index][0]
+                    if accumulators[m] is None:
+                        num_columns = next(iter(head_logits.values())).shape[-1]
+                        accumulators[m] = FrameScoreAccumulator(int(batch["num_frames"]), num_columns, window,
+                                                                head_weights)
+                    accumulators[m].add(starts, head_logits)
             pending[video_index][1] += n_windows
             bar.update(n_windows)
             if pending[video_index][1] == int(batch["num_windows"]):
-                accumulator, _ = pending.pop(video_index)
+                accumulators, _ = pending.pop(video_index)
                 video = ordered[video_index]
-                frame_scores = accumulator.result(covered_prefix=rule != "full")
-                results[video] = {
-                    "scores": frame_scores,
-                    "fps": float(store.fps(video)),
-                    "num_frames": len(frame_scores),
-                }
+                for m, accumulator in enumerate(accumulators):
+                    frame_scores = accumulator.result(covered_prefix=rule != "full")
+                    results[m][video] = {
+                        "scores": frame_scores,
+                        "fps": float(store.fps(video)),
+                        "num_frames": len(frame_scores),
+                    }
     bar.close()
-    model.train(was_training)
+    for m, training in zip(models, was_training):
+        m.train(training)
     if pending:  # a worker died without raising, or a batch went missing
         missing = [ordered[i] for i in pending]
         raise RuntimeError(f"scoring ended with videos not fully scored: {missing}")
-    return {v: results[v] for v in videos if v in results}
+    return [{v: found[v] for v in videos if v in found} for found in results]
 
 
 def _progress(total: int, enabled: bool, desc: str):

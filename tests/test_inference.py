@@ -364,3 +364,26 @@ def test_compat_original_inference_scores_the_original_windows(store_dir, checkp
     with pytest.raises(InferenceError, match="--compat original runs the original's windows in fp32.*drop --amp"):
         infer_store(str(store_dir), str(checkpoint_path), split="c2", compat="original", amp="bf16", **common)
 
+
+def test_one_pass_over_several_checkpoints_equals_one_run_each(store_dir, checkpoint_path, tmp_path):
+    # a second checkpoint of another run with the same file name, and one of other weights
+    other_run = tmp_path / "runs" / RUN / "ckpts" / CKPT_NAME  # same run and file name: a distinct output
+    other_run.parent.mkdir(parents=True)
+    state = torch.load(checkpoint_path, weights_only=True)
+    torch.manual_seed(5)
+    state["model"] = {k: (v + 0.05 * torch.randn_like(v)) if v.is_floating_point() and "running" not in k else v
+                      for k, v in state["model"].items()}
+    torch.save(state, other_run)
+    common = dict(device="cpu", workers=0, progress=False, stride=4)
+    together = infer_store(str(store_dir), [str(checkpoint_path), str(tmp_path / "runs")],
+                           save_dir=str(tmp_path / "one_pass"), **common)
+    assert len(together) == 2 and together[0] != together[1]
+    for i, (checkpoint, path) in enumerate(zip([checkpoint_path, other_run], together)):
+        alone = infer_store(str(store_dir), str(checkpoint), save_dir=str(tmp_path / f"alone_{i}"), **common)
+        a, b = load_frame_scores(path), load_frame_scores(alone)
+        assert a["checkpoint"] == b["checkpoint"] == str(checkpoint.resolve())
+        for video in LENGTHS:
+            np.testing.assert_allclose(a["videos"][video]["scores"], b["videos"][video]["scores"], atol=1e-6)
+    first, second = (load_frame_scores(p)["videos"]["long_video"]["scores"] for p in together)
+    assert np.abs(first - second).max() > 1e-3  # the two models differ
+

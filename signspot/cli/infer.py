@@ -8,6 +8,7 @@ ckpts/). The model is rebuilt from the config stored in the checkpoint; a
 released checkpoint (no config) gets the original HS-I3D.
 
     python main_results_creator_v2.py --lmdb_dir data/test_lmdb --checkpoint_dir runs/fold1/ckpts/latest_checkpoint.pt
+    python main_results_creator_v2.py --lmdb_dir data/test_lmdb --checkpoint_dir runs/   # every run's best, one pass
     torchrun --nproc_per_node 4 main_results_creator_v2.py --lmdb_dir ... --checkpoint_dir ...
 """
 
@@ -19,8 +20,11 @@ from ._exit import run_main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lmdb_dir", required=True, help="frame store folder (ours or the original LMDB layout)")
-    parser.add_argument("--checkpoint", "--checkpoint_dir", dest="checkpoint_dir", required=True,
-                        help="one checkpoint file (.pt), ours or a released one (--checkpoint_dir: the original's name)")
+    parser.add_argument("--checkpoint", "--checkpoint_dir", dest="checkpoint_dir", required=True, nargs="+",
+                        metavar="PATH",
+                        help="checkpoint files (.pt), ours or released ones, or folders of them (a folder gives the "
+                             "best_checkpoint_*.pt files under it, else every *.pt); several are scored in one pass, "
+                             "each frame decoded once, one frame_scores.pkl each (--checkpoint_dir: the original's name)")
     parser.add_argument("--save_dir", default="chalearn_results", help="results root folder (default: chalearn_results)")
     parser.add_argument(
         "--split",
