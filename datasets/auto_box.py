@@ -72,7 +72,7 @@ GROW = 0.08  # then grows by this share of its width (height) on each side: the 
 
 
 class AutoBoxError(SignspotError, ValueError):
-    """A request for a box that cannot be met (an unknown method)."""
+    """A request for a box that cannot be met (an unknown method, no burst to read)."""
 
 
 @dataclass(frozen=True)
@@ -227,10 +227,12 @@ def estimate_signer_box(path: str | os.PathLike, method: str = "motion", *, posi
 
     Raises :class:`~datasets.store_writer.BadVideoError` naming the file when it is
     missing, OpenCV cannot open it, or not one frame decodes, and
-    :class:`AutoBoxError` for an unknown ``method``.
+    :class:`AutoBoxError` for an unknown ``method`` or too few ``positions`` / ``burst``.
     """
     if method not in METHODS:
         raise AutoBoxError(f"unknown signer box method {method!r}; choose from {', '.join(METHODS)}")
+    if int(positions) < 1 or int(burst) < 2:
+        raise AutoBoxError(f"need positions >= 1 and burst >= 2 (a pair), got {positions} and {burst}")
     path = Path(path)
     name = video_name(path)
     if not path.is_file():
@@ -251,7 +253,7 @@ def estimate_signer_box(path: str | os.PathLike, method: str = "motion", *, posi
             fps = ORIGINAL_FPS
         num_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         lag = max(1, int(round(LAG_SECONDS * fps)))
-        span = (max(2, int(burst)) - 1) * lag + 1
+        span = (int(burst) - 1) * lag + 1
         what = str(path)
         if num_frames > 0:
             starts = sample_starts(num_frames, int(positions), span) or [0]

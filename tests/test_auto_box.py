@@ -127,6 +127,8 @@ def test_full_method_and_unknown_method(tiny):
     assert (estimate.box, estimate.method, estimate.frames_read) == ((0, 0, *TINY["size"]), "full", 0)
     with pytest.raises(AutoBoxError, match="unknown signer box method 'pose'"):
         estimate_signer_box(path, method="pose")
+    with pytest.raises(AutoBoxError, match="burst >= 2"):
+        estimate_signer_box(path, burst=1)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a video at all\n" * 50, None])
@@ -168,9 +170,17 @@ def test_sample_starts_spread_bounded_and_inside():
 
 
 def test_no_frame_count_in_the_header_samples_from_the_start(tiny, monkeypatch):
-    class NoFrameCount(cv2.VideoCapture):
+    real_capture = cv2.VideoCapture
+
+    class NoFrameCount:  # a wrapper: a Python subclass of cv2.VideoCapture can crash the process
+        def __init__(self, *args):
+            self._capture = real_capture(*args)
+
         def get(self, prop):
-            return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else super().get(prop)
+            return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self._capture.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self._capture, name)
 
     path, true_box = tiny[0]
     monkeypatch.setattr(auto_box.cv2, "VideoCapture", NoFrameCount)
