@@ -4,11 +4,11 @@
     python bench/gpu_check.py [--out FILE]               # on a CUDA machine: time-boxed to stay under 6 minutes
     python bench/gpu_check.py --cpu-smoke [--out FILE]   # the same code at tiny sizes on the CPU: about a minute
 
-Not yet run on a GPU: ``--cpu-smoke`` runs every
-row's code, but the CUDA-only parts (NCCL, inductor, cuDNN, peak memory) have not been run.
-The GPU time budget: rows start only within 330 s (``--budget-s``), the torch.compile row (run
-last, shown with the other inference rows) only if 120 s remain, every timed loop stops after
-50 passes or 10 s; an inductor compilation far beyond two minutes would still overrun.
+Not yet run on a GPU: ``--cpu-smoke`` runs every row's code, but the CUDA-only parts (NCCL,
+inductor, cuDNN, peak memory) have not been run. The GPU time budget: rows start only within
+330 s (``--budget-s``), the torch.compile row (run last, shown with the other inference rows)
+only if 120 s remain, every timed loop stops after 50 passes or 10 s; an inductor compilation
+far beyond two minutes would still overrun.
 
 Everything runs through the project's own functions (``setup_runtime``, ``score_videos``,
 ``build_train_loader`` inside ``signspot.train.build``, ``train_one_epoch``, ``build_model``)
