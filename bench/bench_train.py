@@ -26,7 +26,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _make_data(root: Path, *, videos: int, frames: int, size: int, store_size: int, num_classes: int) -> None:
+def make_data(root: Path, *, videos: int, frames: int, size: int, store_size: int, num_classes: int) -> None:
     """A small frame store and fold CSVs: noisy frames with coloured blocks as signs."""
     from datasets.store_writer import create_frame_store
 
@@ -109,7 +109,7 @@ def run(quick: bool) -> list[dict]:
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         root = Path(tmp) / "tiny"
-        _make_data(root, videos=4 if quick else 8, frames=160, size=96, store_size=64, num_classes=10)
+        make_data(root, videos=4 if quick else 8, frames=160, size=96, store_size=64, num_classes=10)
         e2e = _end_to_end_rate(root, ["model.name='hs_i3d_tiny'", "data.num_workers=1", "train.device='cpu'"])
         model_only = _model_step_rate("hs_i3d_tiny", 8, 32, 56, 10, "cpu", None, 2 if quick else 5)
         note = f"hs_i3d_tiny, 8x32x3x56x56, fp32, {threads} threads"
@@ -119,7 +119,7 @@ def run(quick: bool) -> list[dict]:
             card = torch.cuda.get_device_name(0)
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             full = Path(tmp) / "full"
-            _make_data(full, videos=8 if quick else 16, frames=400, size=320, store_size=256, num_classes=60)
+            make_data(full, videos=8 if quick else 16, frames=400, size=320, store_size=256, num_classes=60)
             e2e = _end_to_end_rate(full, [
                 "model.name='hs_i3d'", "data.num_classes=60", "data.resize=256", "data.crop=224",
                 "data.num_workers=8", "train.device='cuda'", "train.amp='auto'",

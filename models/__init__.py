@@ -11,7 +11,7 @@ Typical use::
 from .hs_i3d import HEAD_NAMES, HSI3D, HierarchicalI3d, TimeHead
 from .i3d import InceptionI3d, Unit3D
 from .registry import MODEL_VARIANTS, build_model, list_models
-from .state import strip_prefixes, unwrap_model
+from .state import recalibrate_batchnorm, strip_prefixes, unwrap_model
 
 __all__ = [
     "HEAD_NAMES",
@@ -23,6 +23,7 @@ __all__ = [
     "Unit3D",
     "build_model",
     "list_models",
+    "recalibrate_batchnorm",
     "strip_prefixes",
     "unwrap_model",
 ]

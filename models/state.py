@@ -1,4 +1,5 @@
-"""State-dict helpers: the plain module and keys inside compile / DataParallel / DDP wrappers."""
+"""State helpers: the plain module and keys inside compile / DataParallel / DDP wrappers, and
+BatchNorm statistics measured on given clips (for untrained weights in tests and benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-__all__ = ["strip_prefixes", "unwrap_model"]
+__all__ = ["recalibrate_batchnorm", "strip_prefixes", "unwrap_model"]
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -36,3 +37,27 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model.module
         else:
             return model
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, clips: torch.Tensor) -> nn.Module:
+    """Replace every BatchNorm's running statistics by those of ``clips`` (one forward pass).
+
+    Untrained (random or seeded) weights give nearly the same output for every input:
+    unnormalised activations collapse to a constant feature and the heads' biases decide
+    every argmax. Statistics measured on real clips normalise each layer on that data,
+    so the scores depend on the frames, as a trained network's do. ``clips`` go through
+    ``model`` once in training mode (dropout included, without effect on the statistics);
+    the model is returned in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # cumulative average: one batch gives exactly its statistics
+    try:
+        model.train()(clips)
+    finally:
+        for module, momentum in zip(norms, momenta):
+            module.momentum = momentum
+    return model.eval()

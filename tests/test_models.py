@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import HEAD_NAMES, build_model, list_models
+from models import HEAD_NAMES, build_model, list_models, recalibrate_batchnorm
 from signspot.checkpoint import load_model_weights
 from tests.hs_i3d_weights import FIXTURE_DIR, manifest_entries
 from tests.hs_i3d_weights import tiny_model as _tiny
@@ -178,3 +178,19 @@ def test_torch_compile_captures_the_whole_model():
     load_model_weights(target, {"model": compiled.state_dict()})
     load_model_weights(compiled, {"model": target.state_dict()})
     assert torch.equal(model.head_4.time_lin.weight, target.head_4.time_lin.weight)
+
+
+def test_recalibrate_batchnorm_measures_the_clips_statistics():
+    model = _tiny()
+    clips = torch.randn(2, 16, 3, 32, 32)
+    first = model.backbone_model.Conv3d_1a_7x7.bn
+    seen = []
+    handle = first.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        assert recalibrate_batchnorm(model, clips) is model
+    finally:
+        handle.remove()
+    assert not model.training and first.momentum == 0.01 and int(first.num_batches_tracked) == 1
+    batch = seen[0].transpose(0, 1).flatten(1)  # (C, everything else)
+    torch.testing.assert_close(first.running_mean, batch.mean(1))
+    torch.testing.assert_close(first.running_var, batch.var(1))  # unbiased, as BatchNorm keeps it
