@@ -22,7 +22,7 @@ import numpy as np
 from .formats.scores import COVERAGE_PREFIX, SCORES_FILENAME, SCORES_FORMAT, ScoresFormatError
 from .original_results import ORIGINAL_RESULTS_FILENAME, load_any_scores
 
-__all__ = ["ensemble_frame_scores", "find_score_files"]
+__all__ = ["FrameScoreMean", "ensemble_frame_scores", "find_score_files"]
 
 
 def _excluded(rel: str, patterns: Sequence[str]) -> bool:
@@ -79,64 +79,87 @@ def _check_frame_count(seen: Dict[str, dict], video: str, n: int, *, declared: b
         )
 
 
+class FrameScoreMean:
+    """The per-frame mean of score sets (files, or models scored in one pass), added one at a time.
+
+    :meth:`add` takes one set ``{video: {"scores", "fps", ...}}``; a set that covers only
+    a prefix of a video (``prefix``: an original result, or the original's windows) adds
+    to the frames it has. :meth:`result` gives ``{video: {"scores": float32 (T, C+1),
+    "fps", "num_frames", "num_files"}}``. Sets that disagree on a video's fps, frame
+    count or column count are an error naming both.
+    """
+
+    def __init__(self):
+        self.sums: Dict[str, np.ndarray] = {}
+        self.counts: Dict[str, np.ndarray] = {}
+        self.fps: Dict[str, Tuple[float, bool]] = {}  # video -> (fps, stated by a set that knows it)
+        self.sets_per_video: Dict[str, int] = collections.Counter()
+        self.frame_counts: Dict[str, dict] = {}
+        self.columns = None
+        self.num_sets = 0
+
+    def add(self, videos: Dict[str, dict], source, *, prefix: bool = False, fps_known: bool = True) -> None:
+        self.num_sets += 1
+        for video, entry in videos.items():
+            scores = np.asarray(entry["scores"], dtype=np.float64)
+            if self.columns is None:
+                self.columns = scores.shape[1]
+            elif scores.shape[1] != self.columns:
+                raise ScoresFormatError(
+                    f"{source}: video {video!r} has {scores.shape[1]} score columns, earlier files {self.columns}")
+            n = len(scores)
+            _check_frame_count(self.frame_counts, video, n, declared=not prefix, path=source)
+            if video not in self.sums:
+                self.sums[video] = np.zeros_like(scores)
+                self.counts[video] = np.zeros(n)
+            elif n > len(self.sums[video]):
+                grow = n - len(self.sums[video])
+                self.sums[video] = np.concatenate([self.sums[video], np.zeros((grow, self.columns))])
+                self.counts[video] = np.concatenate([self.counts[video], np.zeros(grow)])
+            self.sums[video][:n] += scores
+            self.counts[video][:n] += 1
+            self.sets_per_video[video] += 1
+            known = self.fps.get(video)
+            if known is None or (known[1] is False and fps_known):
+                self.fps[video] = (entry["fps"], fps_known)
+            elif fps_known and known[1] and abs(known[0] - entry["fps"]) > 1e-3:
+                raise ScoresFormatError(f"{source}: video {video!r} has fps {entry['fps']}, earlier files {known[0]}")
+
+    def result(self) -> Dict[str, dict]:
+        partial = sorted(v for v, k in self.sets_per_video.items() if k < self.num_sets)
+        if partial:
+            warnings.warn(
+                f"{len(partial)} videos are missing from some score files (e.g. {partial[:3]}); "
+                "they are averaged over the files that have them",
+                stacklevel=2,
+            )
+        return {
+            video: {
+                "scores": (self.sums[video] / self.counts[video][:, None]).astype(np.float32),
+                "fps": float(self.fps[video][0]),
+                "num_frames": len(self.sums[video]),
+                "num_files": int(self.sets_per_video[video]),
+            }
+            for video in sorted(self.sums)
+        }
+
+
 def ensemble_frame_scores(paths: Iterable[str | os.PathLike], progress: bool = True) -> Dict[str, dict]:
     """Mean per-frame scores over files: ``{video: {"scores": float32 (T, C+1), "fps", "num_frames", "num_files"}}``.
 
-    Files are read one at a time. A video's fps comes from the new-format files when any has it
-    (original results assume 25); files that disagree on a video's fps, frame count or column
-    count are an error.
+    Files are read one at a time (:class:`FrameScoreMean`). A video's fps comes from the
+    new-format files when any has it (original results assume 25); files that disagree on
+    a video's fps, frame count or column count are an error.
     """
     from tqdm import tqdm
 
     paths = list(paths)
     if not paths:
         raise FileNotFoundError("no score files to ensemble")
-    sums: Dict[str, np.ndarray] = {}
-    counts: Dict[str, np.ndarray] = {}
-    fps: Dict[str, Tuple[float, bool]] = {}  # video -> (fps, from a new-format file)
-    files_per_video: Dict[str, int] = collections.Counter()
-    frame_counts: Dict[str, dict] = {}
-    columns = None
+    mean = FrameScoreMean()
     for path in tqdm(paths, desc="score files", unit="file", disable=not progress, file=sys.stderr):
         data = load_any_scores(path)
         original = data.get("format") != SCORES_FORMAT
         prefix = original or (data.get("extra") or {}).get("coverage") == COVERAGE_PREFIX
-        for video, entry in data["videos"].items():
-            scores = np.asarray(entry["scores"], dtype=np.float64)
-            if columns is None:
-                columns = scores.shape[1]
-            elif scores.shape[1] != columns:
-                raise ScoresFormatError(f"{path}: video {video!r} has {scores.shape[1]} score columns, earlier files {columns}")
-            n = len(scores)
-            _check_frame_count(frame_counts, video, n, declared=not prefix, path=path)
-            if video not in sums:
-                sums[video] = np.zeros_like(scores)
-                counts[video] = np.zeros(n)
-            elif n > len(sums[video]):
-                grow = n - len(sums[video])
-                sums[video] = np.concatenate([sums[video], np.zeros((grow, columns))])
-                counts[video] = np.concatenate([counts[video], np.zeros(grow)])
-            sums[video][:n] += scores
-            counts[video][:n] += 1
-            files_per_video[video] += 1
-            known = fps.get(video)
-            if known is None or (known[1] is False and not original):
-                fps[video] = (entry["fps"], not original)
-            elif not original and known[1] and abs(known[0] - entry["fps"]) > 1e-3:
-                raise ScoresFormatError(f"{path}: video {video!r} has fps {entry['fps']}, earlier files {known[0]}")
-    partial = sorted(v for v, k in files_per_video.items() if k < len(paths))
-    if partial:
-        warnings.warn(
-            f"{len(partial)} videos are missing from some score files (e.g. {partial[:3]}); "
-            "they are averaged over the files that have them",
-            stacklevel=2,
-        )
-    return {
-        video: {
-            "scores": (sums[video] / counts[video][:, None]).astype(np.float32),
-            "fps": float(fps[video][0]),
-            "num_frames": len(sums[video]),
-            "num_files": int(files_per_video[video]),
-        }
-        for video in sorted(sums)
-    }
+        mean.add(data["videos"], path, prefix=prefix, fps_known=not original)
+    return mean.result()

@@ -1,0 +1,56 @@
+"""Spot signs in your own videos: no frame store, no signer boxes needed.
+
+    python scripts/spot.py --videos my_videos/ --checkpoints runs/ --out spotted/
+    python scripts/spot.py --videos "clips/*.mp4" --checkpoints best.pt --boxes spotted/boxes.json \\
+        --vocabulary vocabulary.txt --out spotted/
+
+Each video is decoded once, its signer crop cut on the fly and every checkpoint run on
+each batch of windows; the checkpoints are averaged and decoded exactly as
+solution_test_creator_v2.py does. OUT gets predictions.pkl (the challenge's format),
+<video>.eaf (ELAN 3.0: tier "signspot" of glosses, "signspot-score" below it),
+spotted.csv (video,class,gloss,start_ms,end_ms,score) and boxes.json (the box each
+video got; correct it and rerun with --boxes). A rerun skips the videos already done.
+"""
+
+import argparse
+
+from ._exit import run_main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", nargs="+", required=True, metavar="PATH",
+                   help="video files (any container OpenCV reads), folders of videos, or glob patterns")
+    p.add_argument("--checkpoints", nargs="+", required=True, metavar="PATH",
+                   help="checkpoint files (ours or the released ones) or folders of them (a folder gives the "
+                        "best_checkpoint_*.pt files under it, else every *.pt)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; earlier results are reused)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--boxes", metavar="JSON", help="signer boxes, the challenge's {video: [x1, y1, x2, y2]}")
+    where.add_argument("--box", choices=["auto", "full"], default="auto",
+                       help="without --boxes: auto (default) estimates the signer from where the video moves; "
+                            "full takes the whole frame")
+    p.add_argument("--vocabulary", metavar="FILE",
+                   help="glosses, one per line (line k = class k), for the ELAN files and the CSV (default: class ids)")
+    p.add_argument("--stride", type=int, default=1, help="frames between window starts (default 1, the original)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; default: CUDA if available")
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision autocast (default off)")
+    p.add_argument("--workers", type=int, default=1, help="a process decoding frames ahead of the network (default 1; 0: none)")
+    p.add_argument("--decode-config", metavar="JSON", help="decode settings saved by solution_test_creator_v2.py --tune-on")
+    p.add_argument("--tier", default="signspot", help="name of the ELAN tier of the signs (default: %(default)s)")
+    p.add_argument("--save-scores", action="store_true", help="also write the per-frame scores, OUT/scores/<video>/")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    return p.parse_args(argv)
+
+
+def main(**options) -> dict:
+    from ..spot import spot_videos
+
+    summary = spot_videos(**options)
+    print(f"ELAN files ({len(summary['eaf'])}): {summary['out']}/*.eaf")
+    return summary
+
+
+def run(argv=None):
+    return run_main(main, parse_args(argv))

@@ -1,0 +1,216 @@
+"""Videos in, signs out: spotting on a researcher's own videos, no frame store needed.
+
+:func:`spot_videos` decodes each video once (:class:`datasets.video_source.VideoSource`:
+the signer crop of every frame, on the fly), runs every checkpoint on each batch of
+windows (:func:`signspot.scoring.score_videos_with_models`), averages the checkpoints
+frame by frame (:class:`signspot.ensemble.FrameScoreMean`, as ``solution_test_creator_v2.py``
+averages their score files) and decodes with the same settings
+(:func:`signspot.decode.decode_all`). It writes into the output folder:
+
+* ``predictions.pkl``: the challenge's format, every video;
+* ``<video>.eaf``: ELAN 3.0, linking the video, a tier ``signspot`` of glosses and its
+  child tier ``signspot-score`` (:func:`signspot.formats.elan.write_eaf`);
+* ``spotted.csv``: ``video,class,gloss,start_ms,end_ms,score`` (score: the mean
+  ensemble probability of the sign's class over its frames);
+* ``boxes.json``: the signer box each video got, in the challenge's box format (edit it
+  and rerun with ``--boxes`` to correct one);
+* with ``save_scores``: ``scores/<video>/frame_scores.pkl``, the per-frame ensemble.
+
+Each video's result is kept in ``videos/<video>.json`` when it is done; a rerun with the
+same checkpoints, decode settings and video file skips it, and the summary files are
+rewritten from all results. Memory: the frames of one batch of windows plus, per
+checkpoint, the per-frame scores of the video being scored (~2 kB per frame).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from .decode import DecodeSettings, decode_all
+from .formats.errors import SignspotError
+from .formats.safe_io import atomic_write, safe_file_stems
+from .formats.timebase import frame_to_ms
+
+__all__ = ["SpotError", "spot_videos", "sign_scores"]
+
+
+class SpotError(SignspotError, ValueError):
+    """Inputs of spotting that do not fit together (no video, a box file without a video's box, ...)."""
+
+
+def sign_scores(scores: np.ndarray, fps: float, intervals: Sequence[Sequence[int]]) -> list[float]:
+    """Per interval ``[cls, start_ms, end_ms]``: the mean score of ``cls`` over the frames it spans."""
+    ms = frame_to_ms(np.arange(len(scores)), fps)
+    out = []
+    for cls, start, end in intervals:
+        frames = (ms >= start) & (ms <= end)
+        out.append(float(scores[frames, cls].mean()) if frames.any() else 0.0)
+    return out
+
+
+def _video_identity(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _boxes_for(paths: Mapping[str, Path], boxes_path: Optional[str], box_mode: str, log) -> dict:
+    """``{video: (box, how)}`` from the box file, or estimated (``auto``) or the whole frame (``full``)."""
+    from datasets.auto_box import estimate_signer_box
+    from datasets.store_inputs import load_boxes, parse_box
+
+    chosen = {}
+    given = load_boxes(Path(boxes_path)) if boxes_path else None
+    for video, path in paths.items():
+        if given is not None:
+            raw = given.get(video, given.get(path.stem))
+            if raw is None:
+                raise SpotError(f"{boxes_path}: no box for video {video!r} ({path}); add one, or drop --boxes")
+            try:
+                chosen[video] = (list(parse_box(raw)), f"from {boxes_path}")
+            except ValueError as exc:
+                raise SpotError(f"{boxes_path}: video {video!r}: {exc}") from None
+        else:
+            estimate = estimate_signer_box(path, "motion" if box_mode == "auto" else "full")
+            chosen[video] = (list(estimate.box), estimate.reason)
+        log(f"{video}: signer box {chosen[video][0]} ({chosen[video][1]})")
+    return chosen
+
+
+def spot_videos(
+    videos: Sequence[str | os.PathLike],
+    checkpoints: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    boxes: Optional[str] = None,
+    box: str = "auto",
+    vocabulary: Optional[str] = None,
+    stride: int = 1,
+    batch_size: int = 8,
+    device: Optional[str] = None,
+    amp: Optional[str] = None,
+    workers: int = 1,
+    decode_config: Optional[str] = None,
+    save_scores: bool = False,
+    tier: str = "signspot",
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Spot the signs of ``videos`` (files, folders, globs) with ``checkpoints``; write into ``out``."""
+    from datasets.store_inputs import VIDEO_EXTENSIONS
+    from datasets.video_source import VideoSource, find_video_files
+
+    from .ensemble import FrameScoreMean
+    from .formats.elan import write_eaf
+    from .formats.gt import save_intervals_pkl
+    from .formats.scores import save_frame_scores
+    from .formats.vocabulary import as_vocabulary, gloss_of
+    from .inference import InferenceError, find_checkpoints, load_inference_model
+    from .runtime import RuntimeSetupError, setup_runtime
+    from .scoring import equal_head_weights, score_videos_with_models
+
+    if box not in ("auto", "full"):
+        raise SpotError(f"--box must be auto or full, got {box!r}")
+    if stride < 1 or batch_size < 1 or workers < 0:
+        raise SpotError("--stride and --batch-size must be >= 1, --workers >= 0")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SpotError(f"{out}: --out exists and is not a folder")
+    settings = DecodeSettings.load_json(decode_config) if decode_config else DecodeSettings()
+    glosses = as_vocabulary(vocabulary)
+    paths = find_video_files(videos, VIDEO_EXTENSIONS + (".webm", ".mpg", ".mpeg", ".m4v", ".wmv"))
+    checkpoint_paths = find_checkpoints(checkpoints)
+    loaded = [(p, *load_inference_model(p)) for p in checkpoint_paths]
+    specs = {(spec.window, spec.resize, spec.crop, spec.num_classes) for _, _, spec in loaded}
+    if len(specs) > 1:
+        raise SpotError(f"the checkpoints differ in window, frame size or classes ({sorted(specs)}); "
+                        "spot with one kind at a time")
+    window, resize, crop, num_classes = specs.pop()
+    if stride > window:
+        raise SpotError(f"--stride {stride} > window {window}: frames between windows would get no scores")
+    if glosses is not None and len(glosses) < num_classes:
+        raise SpotError(f"{vocabulary}: {len(glosses)} glosses for the checkpoints' {num_classes} classes")
+    chosen_boxes = _boxes_for(paths, boxes, box, log)
+    run_key = hashlib.sha1(json.dumps({
+        "checkpoints": [_video_identity(p) for p in checkpoint_paths], "stride": stride, "amp": amp or "off",
+        "decode": settings.to_dict()}, sort_keys=True).encode()).hexdigest()
+
+    from datasets.transforms import EvalClipTransform
+
+    try:
+        runtime = setup_runtime(device, amp, cpu_autocast=True, timeout_s=6 * 3600.0, flags=("--device", "--amp"))
+    except RuntimeSetupError as exc:
+        raise InferenceError(str(exc)) from None
+    if runtime.dist.world_size > 1:
+        runtime.shutdown()
+        raise SpotError("spot.py runs in one process; for several GPUs use the frame-store path with torchrun")
+    models = [model.to(runtime.device) for _, model, _ in loaded]
+    stems = safe_file_stems(sorted(paths))
+    results_dir = out / "videos"
+    results: dict = {}
+    try:
+        for number, video in enumerate(sorted(paths), 1):
+            path = paths[video]
+            done = results_dir / f"{stems[video]}.json"
+            identity = {"video": _video_identity(path), "box": chosen_boxes[video][0], "run": run_key}
+            if done.is_file():
+                previous = json.loads(done.read_text())
+                if previous.get("identity") == identity and (out / f"{stems[video]}.eaf").is_file():
+                    log(f"[{number}/{len(paths)}] {video}: done before, kept")
+                    results[video] = previous
+                    continue
+            source = VideoSource({video: path}, {video: chosen_boxes[video][0]})
+            log(f"[{number}/{len(paths)}] {video}: {source.num_frames(video)} frames at {source.fps(video):g} fps, "
+                f"{len(models)} checkpoint(s)")
+            per_model = score_videos_with_models(
+                models, source, [video], window=window, stride=stride, transform=EvalClipTransform(resize, crop),
+                runtime=runtime, head_weights=equal_head_weights(), batch_size=batch_size, workers=min(workers, 1),
+                progress=progress,
+            )
+            mean = FrameScoreMean()
+            for checkpoint, scored in zip(checkpoint_paths, per_model):
+                mean.add(scored, checkpoint)
+            ensembled = mean.result()
+            intervals = decode_all(ensembled, settings)[video]
+            entry = ensembled[video]
+            scores = sign_scores(entry["scores"], entry["fps"], intervals)
+            if save_scores:
+                save_frame_scores(out / "scores" / stems[video] / "frame_scores.pkl",
+                                  {video: {k: entry[k] for k in ("scores", "fps", "num_frames")}},
+                                  checkpoint=f"ensemble of {len(models)} checkpoint(s)", head_weights=equal_head_weights(),
+                                  window=window, stride=stride,
+                                  extra={"sources": [str(p) for p in checkpoint_paths], "video": str(path)})
+            write_eaf(out / f"{stems[video]}.eaf", intervals, media=path, vocabulary=glosses, scores=scores, tier=tier)
+            result = {"identity": identity, "video": video, "intervals": intervals, "scores": scores,
+                      "box_source": chosen_boxes[video][1]}
+            with atomic_write(done, "w") as f:
+                json.dump(result, f)
+            results[video] = result
+            log(f"    {len(intervals)} sign(s); wrote {out / (stems[video] + '.eaf')}")
+    finally:
+        runtime.shutdown()
+
+    predictions = {video: results[video]["intervals"] for video in sorted(results)}
+    save_intervals_pkl(predictions, out / "predictions.pkl")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["video", "class", "gloss", "start_ms", "end_ms", "score"])
+    for video in sorted(results):
+        for (cls, start, end), score in zip(results[video]["intervals"], results[video]["scores"]):
+            writer.writerow([video, cls, gloss_of(cls, glosses), start, end, f"{score:.4f}"])
+    with atomic_write(out / "spotted.csv", "w") as f:
+        f.write(buffer.getvalue())
+    with atomic_write(out / "boxes.json", "w") as f:
+        f.write("{\n" + ",\n".join(f"  {json.dumps(v)}: {json.dumps(chosen_boxes[v][0])}" for v in sorted(results))
+                + "\n}\n")
+    n_signs = sum(len(r["intervals"]) for r in results.values())
+    log(f"wrote {out}: predictions.pkl, spotted.csv, boxes.json and {len(results)} ELAN file(s) ({n_signs} signs)")
+    return {"out": str(out), "videos": sorted(results), "num_signs": n_signs,
+            "eaf": [str(out / f"{stems[v]}.eaf") for v in sorted(results)]}

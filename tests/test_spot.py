@@ -1,0 +1,180 @@
+"""scripts/spot.py: videos in, signs out, against the frame-store path on the same videos."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import cv2
+import numpy as np
+import pytest
+
+from datasets.frame_store import FrameStore
+from datasets.store_writer import create_frame_store
+from datasets.video_source import VideoSource, VideoSourceError
+from signspot.decode import decode_all
+from signspot.ensemble import ensemble_frame_scores
+from signspot.formats.elan import read_eaf_annotations, score_tier_name
+from signspot.formats.gt import load_intervals
+from signspot.formats.vocabulary import Vocabulary
+from signspot.inference import infer_store
+from signspot.spot import spot_videos
+from tests.test_elan import elan_problems
+from tests.test_inference import LENGTHS, checkpoint_path  # noqa: F401 (a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+BOX = [4, 4, 44, 44]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spot")
+    (root / "videos").mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in LENGTHS.items():
+        _smooth_video(root / "videos" / f"{name}.mp4", n, rng)
+    (root / "boxes.json").write_text(json.dumps({name: BOX for name in LENGTHS}))
+    return root
+
+
+def _smooth_video(path, n, rng):
+    """A textured background (smooth, as camera pictures are) with a bright square moving across it."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (48, 48))
+    base = cv2.GaussianBlur(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), (7, 7), 2.0)
+    for i in range(n):
+        frame = base.copy()
+        x = (3 * i) % 36
+        frame[10:22, x : x + 12] = 255
+        writer.write(frame)
+    writer.release()
+
+
+def _pil_jpeg(rgb):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _quiet(*_):
+    pass
+
+
+def test_video_source_gives_the_crops_the_original_store_holds(videos):
+    store_path = videos / "store_original"
+    if not store_path.exists():
+        create_frame_store(store_path, videos / "videos", videos / "boxes.json", workers=0, progress=False)
+    store = FrameStore(store_path)
+    source = VideoSource({v: videos / "videos" / f"{v}.mp4" for v in LENGTHS}, {v: BOX for v in LENGTHS})
+    for video, n in LENGTHS.items():
+        assert source.num_frames(video) == store.num_frames(video) == n
+        direct, stored = source.read_frames(video, range(n)), store.read_frames(video, range(n))
+        assert direct.shape == stored.shape == (n, 48, 48, 3)  # native crop: box + int(10%) margin, clipped
+        # the store holds exactly these crops, JPEG-encoded as PIL does by default
+        assert [_pil_jpeg(frame) for frame in direct] == store.read_jpegs(video, range(n))
+        again = source.read_frames(video, [n - 1, 0, 1])  # going back reopens the video
+        np.testing.assert_array_equal(again, direct[[n - 1, 0, 1]])
+
+
+def test_spot_equals_the_store_path_up_to_jpeg(videos, checkpoint_path, tmp_path):  # noqa: F811
+    out = tmp_path / "spotted"
+    summary = spot_videos([videos / "videos"], [checkpoint_path], out, boxes=str(videos / "boxes.json"), workers=0,
+                          progress=False, save_scores=True, log=_quiet)
+    assert summary["videos"] == sorted(LENGTHS)
+    # the store path on the same videos: the original encoding, inference, ensemble, decoding
+    store_path = videos / "store_original"
+    if not store_path.exists():
+        create_frame_store(store_path, videos / "videos", videos / "boxes.json", workers=0, progress=False)
+    scores_file = infer_store(str(store_path), str(checkpoint_path), save_dir=str(tmp_path / "res"), device="cpu",
+                              workers=0, progress=False)
+    via_store = ensemble_frame_scores([scores_file], progress=False)
+    agree, total, max_diff = 0, 0, 0.0
+    for video in LENGTHS:
+        direct = load_intervals_scores(out, video)
+        stored = via_store[video]["scores"]
+        max_diff = max(max_diff, float(np.abs(direct - stored).max()))
+        agree += int((direct.argmax(1) == stored.argmax(1)).sum())
+        total += len(stored)
+    # JPEG (quality 75) of 48-px crops moves the probabilities by up to 0.05 here; the labels agree on 55/55 frames
+    assert max_diff < 0.1
+    assert agree / total >= 0.9, f"frame labels agree on {agree}/{total}"
+    spotted = load_intervals(out / "predictions.pkl")
+    assert set(spotted) == set(LENGTHS)
+    if agree == total:
+        assert spotted == decode_all(via_store)
+
+
+def load_intervals_scores(out: Path, video: str) -> np.ndarray:
+    from signspot.formats.scores import load_frame_scores
+
+    return load_frame_scores(out / "scores" / video / "frame_scores.pkl")["videos"][video]["scores"]
+
+
+def test_spot_outputs_agree_and_a_rerun_skips_done_videos(videos, checkpoint_path, tmp_path):  # noqa: F811
+    out = tmp_path / "spotted"
+    glosses = Vocabulary(["HELLO", "WORLD", "SIGN", "SPOT"])
+    (tmp_path / "vocabulary.txt").write_text("\n".join(glosses.glosses) + "\n")
+    common = dict(boxes=str(videos / "boxes.json"), vocabulary=str(tmp_path / "vocabulary.txt"), workers=0,
+                  progress=False)
+    spot_videos([str(videos / "videos" / "*.mp4")], [checkpoint_path.parent], out, log=_quiet, **common)
+    predictions = load_intervals(out / "predictions.pkl")
+    rows = list(csv.DictReader((out / "spotted.csv").open()))
+    assert sum(map(len, predictions.values())) == len(rows) > 0
+    for video, signs in predictions.items():
+        eaf = out / f"{video}.eaf"
+        assert elan_problems(eaf, media=True) == []
+        assert [(glosses.gloss(c), s, e) for c, s, e in signs] == read_eaf_annotations(eaf)
+        score_tier = ElementTree.parse(eaf).getroot().find(f"TIER[@TIER_ID='{score_tier_name('signspot')}']")
+        scores = [float(v.text) for v in score_tier.iter("ANNOTATION_VALUE")]
+        mine = [r for r in rows if r["video"] == video]
+        assert [[int(r["class"]), int(r["start_ms"]), int(r["end_ms"])] for r in mine] == signs
+        assert [r["gloss"] for r in mine] == [glosses.gloss(c) for c, _, _ in signs]
+        assert np.allclose([float(r["score"]) for r in mine], scores, atol=1e-4)
+        assert all(0 < s <= 1 for s in scores)
+    assert json.loads((out / "boxes.json").read_text()) == {v: BOX for v in LENGTHS}
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.eaf")}
+    lines = []
+    spot_videos([videos / "videos"], [checkpoint_path], out, log=lines.append, **common)
+    assert sum("done before, kept" in line for line in lines) == len(LENGTHS)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.eaf")} == before
+    assert load_intervals(out / "predictions.pkl") == predictions
+
+
+def test_spot_without_boxes_estimates_them(videos, checkpoint_path, tmp_path):  # noqa: F811
+    lines = []
+    spot_videos([videos / "videos" / "long_video.mp4"], [checkpoint_path], tmp_path / "auto", workers=0,
+                progress=False, log=lines.append)
+    box = json.loads((tmp_path / "auto" / "boxes.json").read_text())["long_video"]
+    assert len(box) == 4 and any("long_video: signer box" in line for line in lines)
+    spot_videos([videos / "videos" / "long_video.mp4"], [checkpoint_path], tmp_path / "full", box="full", workers=0,
+                progress=False, log=_quiet)
+    assert json.loads((tmp_path / "full" / "boxes.json").read_text())["long_video"] == [0, 0, 48, 48]
+
+
+def test_spot_bad_input_is_one_line(videos, checkpoint_path, tmp_path):  # noqa: F811
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(VideoSourceError):
+        VideoSource({"broken": tmp_path / "broken.mp4"}, {})
+    cases = {
+        "broken.mp4": ["--videos", tmp_path / "broken.mp4", "--box", "full"],
+        "no box": ["--videos", videos / "videos", "--boxes", tmp_path / "partial.json"],
+        "vocabulary": ["--videos", videos / "videos" / "long_video.mp4", "--box", "full", "--vocabulary",
+                       tmp_path / "short_vocabulary.txt"],
+    }
+    (tmp_path / "partial.json").write_text(json.dumps({"long_video": BOX}))
+    (tmp_path / "short_vocabulary.txt").write_text("ONLY\nTWO\n")
+    for expected, args in cases.items():
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "spot.py"), *map(str, args), "--checkpoints",
+                                 str(checkpoint_path), "--out", str(tmp_path / "out"), "--workers", "0",
+                                 "--device", "cpu"],
+                                capture_output=True, text=True, timeout=240, env={**os.environ, "SIGNSPOT_DEBUG": ""})
+        last = [line for line in result.stderr.splitlines() if line.strip()][-1]
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert last.startswith("error:") and (expected in last or expected == "no box" and "no box for video" in last), last
+    assert not (tmp_path / "out" / "predictions.pkl").exists()
