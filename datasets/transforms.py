@@ -1,28 +1,35 @@
 """Clip transforms: one set of random parameters for every frame of a clip.
 
-Both take a uint8 RGB clip ``(T, H, W, 3)`` (as read from the frame store) and
-return a uint8 tensor ``(T, crop, crop, 3)``: the loader ships bytes, a quarter
-of the float clip's size, and :func:`normalize_clip` turns a batch into the
-network's float input ``x / 255 - 0.5``, ``(..., 3, crop, crop)``, on the
+Both take a uint8 RGB clip ``(T, H, W, 3)`` (as read from the frame store: the
+signer crop at its native size, any size, or frames already resized) and
+return a uint8 tensor ``(T, crop, crop, 3)``: the loader ships bytes, a
+quarter of the float clip's size, and :func:`normalize_clip` turns a batch into
+the network's float input ``x / 255 - 0.5``, ``(..., 3, crop, crop)``, on the
 device the network runs on (one elementwise pass there; on a CPU-only run it
 is the same pass the loader would otherwise have made).
 
-:class:`TrainClipTransform` is the original recipe's augmentation. Its parameters
-are drawn from the ``torch.Generator`` passed in (never the global RNG), so a
-sample is a function of the generator's seed alone: training resumes exactly and
-does not depend on the number of loader workers. It has two implementations of
-the same operations: the reference, ``torchvision.transforms.v2.functional`` on
-the whole clip ``(T, C, H, W)`` in float, and the default fast one (OpenCV on
-uint8 frames: rotation, crop and flip in one warp per frame, colour steps after
-the crop on the clip seen as one tall image), which the tests hold to the
-reference. With torchvision a 32-frame 256x256 clip costs ~0.2-0.5 s of one CPU
-core when it is rotated or colour-jittered (grid_sample; RGB->HSV on tensors),
-far from the loader's target of 80 windows/s per core; on a GPU it is
-negligible, so with a GPU the colour steps run there (backend ``"device"``).
+:class:`TrainClipTransform` is the original recipe's augmentation, with the
+original's 8-bit arithmetic (albumentations 0.5.2 on OpenCV): bilinear
+rotation with reflected borders on the native-size crop, bilinear resize,
+random crop, flip, colour jitter through uint8 lookup tables and OpenCV's
+180-step HSV, grey. Its parameters are drawn from the ``torch.Generator``
+passed in (never the global RNG), with the original's distribution, so a
+sample is a function of the generator's seed alone: training resumes exactly
+and does not depend on the number of loader workers. Given the same
+parameters, its default (OpenCV) implementation gives the original's pixels
+exactly (``tests/test_augment_reference.py`` holds it to reference outputs).
+Two more implementations of the same operations: the colour steps in torch on
+the training device (backend ``"device"``: the same 8-bit arithmetic), and a
+float reference with ``torchvision.transforms.v2.functional`` on the whole
+clip (backend ``"torchvision"``), which the tests hold the fast path to up to
+the 8-bit rounding. Cost of the loader stage on one CPU core, per 32-frame clip
+at the recipe's probabilities: ~7 ms from 256x256 frames, ~14 ms from 300x260
+crops (a rotated clip: ~13 / ~23 ms, bilinear at the frame's own size; a
+colour-jittered one ~14 / ~18 ms).
 
 Loaders may hand the frames over one at a time as they are decoded
-(``sample_params`` / ``frame_stage`` / ``clip_stage``): each frame is cropped or warped
-while it is still in the CPU cache.
+(``sample_params`` / ``frame_stage`` / ``clip_stage``): each frame is rotated,
+resized and cropped while it is still in the CPU cache.
 
 :class:`EvalClipTransform` reproduces the original inference path: OpenCV
 bilinear resize (``cv2.INTER_LINEAR``, no antialiasing) on uint8 frames, centre
@@ -31,6 +38,7 @@ crop; with :func:`normalize_clip` it gives the original's ``x / 255 - 0.5``.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import cv2
@@ -39,7 +47,10 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["TrainClipTransform", "EvalClipTransform", "normalize_clip", "pack_params", "unpack_params", "BACKENDS"]
+__all__ = [
+    "TrainClipTransform", "EvalClipTransform", "normalize_clip", "pack_params", "unpack_params", "BACKENDS",
+    "rotation_matrix", "rotation_maps", "brightness_lut", "contrast_lut", "hue_lut",
+]
 
 
 def normalize_clip(clip: torch.Tensor) -> torch.Tensor:
@@ -81,34 +92,205 @@ def _needs_colour(params: dict) -> bool:
     return params["jitter"] is not None or params["grey"]
 
 
+# -- The recipe's 8-bit operations, as formulas (shared by the OpenCV and the torch implementations)
+
+def rotation_matrix(height: int, width: int, angle: float) -> np.ndarray:
+    """The 2x3 OpenCV matrix of a rotation by ``angle`` degrees (counter-clockwise on screen for
+    positive angles) about the point ``(width / 2, height / 2)``, for ``cv2.warpAffine``."""
+    return cv2.getRotationMatrix2D((width / 2, height / 2), float(angle), 1.0)
+
+
+def rotation_maps(height: int, width: int, angle: float) -> tuple:
+    """``cv2.remap`` maps of :func:`rotation_matrix`: for each output pixel, the input pixel
+    (int16 ``(H, W, 2)``) and the 1/32-pixel fraction (uint16 ``(H, W)``), in OpenCV 4's
+    ``warpAffine`` fixed point (the matrix inverted in float64, 10-bit coordinates rounded to
+    even, then 5 bits of fraction).
+
+    ``cv2.remap`` with these maps gives OpenCV 4's bilinear ``warpAffine`` exactly, with any
+    OpenCV version (OpenCV 5's ``warpAffine`` samples at unrounded coordinates: up to a few
+    grey levels apart).
+    """
+    m = rotation_matrix(height, width, angle).ravel().copy()
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    m[0], m[4] = m[4] * det, m[0] * det
+    m[1] *= -det
+    m[3] *= -det
+    m[2], m[5] = -m[0] * m[2] - m[1] * m[5], -m[3] * m[2] - m[4] * m[5]
+    xs, ys = np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64)
+    scale, half_step = 1 << 10, 1 << 4  # 10-bit coordinates; + half of a 1/32 step
+    x = (np.rint((m[1] * ys + m[2]) * scale).astype(np.int64) + half_step)[:, None] \
+        + np.rint(m[0] * xs * scale).astype(np.int64)[None, :]
+    y = (np.rint((m[4] * ys + m[5]) * scale).astype(np.int64) + half_step)[:, None] \
+        + np.rint(m[3] * xs * scale).astype(np.int64)[None, :]
+    x, y = x >> 5, y >> 5  # 1/32 pixel
+    pixel = np.stack([np.clip(x >> 5, -32768, 32767), np.clip(y >> 5, -32768, 32767)], -1).astype(np.int16)
+    return pixel, ((y & 31) * 32 + (x & 31)).astype(np.uint16)
+
+
+def brightness_lut(factor: float) -> np.ndarray:
+    """uint8 lookup table of the brightness step: ``x -> x * factor``, clipped to [0, 255] and
+    truncated (not rounded) to 8 bits."""
+    return np.clip(np.arange(256) * factor, 0, 255).astype(np.uint8)
+
+
+def contrast_lut(factor: float, mean: float) -> np.ndarray:
+    """uint8 lookup table of the contrast step for a frame whose grey mean is ``mean``:
+    ``x -> x * factor + mean * (1 - factor)``, clipped to [0, 255] and truncated."""
+    return np.clip(np.arange(256) * factor + mean * (1 - factor), 0, 255).astype(np.uint8)
+
+
+def hue_lut(shift: float) -> np.ndarray:
+    """uint8 lookup table of the hue step on OpenCV's 8-bit HSV (hue 0..179, 2 degrees a step):
+    ``h -> floor((h + 180 * shift) mod 180)``; ``shift`` is in turns."""
+    return np.mod(np.arange(256, dtype=np.int16) + 180 * shift, 180).astype(np.uint8)
+
+
+def _hue_lut3(shift: float) -> np.ndarray:
+    """:func:`hue_lut` on channel 0, identity on S and V: one ``cv2.LUT`` call on an HSV image."""
+    lut = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    lut[:, 0] = hue_lut(shift)
+    return lut.reshape(1, 256, 3)
+
+
+def _frame_mean(grey: np.ndarray) -> float:
+    """Mean of a uint8 grey frame, exactly (integer sum, one correctly rounded division)."""
+    return cv2.sumElems(grey)[0] / grey.size
+
+
+# OpenCV's 8-bit RGB -> grey: 15-bit fixed point, rounded (cv2.COLOR_RGB2GRAY on uint8).
+_GREY_WEIGHTS = (9798, 19235, 3735)
+# OpenCV's 8-bit HSV -> RGB runs 32 pixels at a time (x86-64 AVX2 build) and truncates there; the
+# pixels left at the end of each row (width % 32) go through its scalar code, which rounds.
+_HSV_BLOCK = 32
+_HSV_SHIFT = 12
+_SDIV = torch.tensor([0] + [round((255 << _HSV_SHIFT) / i) for i in range(1, 256)], dtype=torch.int32)
+_HDIV = torch.tensor([0] + [round((180 << _HSV_SHIFT) / (6.0 * i)) for i in range(1, 256)], dtype=torch.int32)
+# (r, g, b) picked from (v, v(1-s), v(1-s f), v(1-s(1-f))) in each of the six hue sectors
+_SECTORS = torch.tensor([[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]])
+
+
+def _fused_1_minus(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """float32 ``1 - a * b`` rounded once, as OpenCV's fused multiply-add (exact in float64 first)."""
+    return (1.0 - a.double() * b.double()).float()
+
+
+def _grey_torch(x: torch.Tensor) -> torch.Tensor:
+    """int32 ``(..., 3)`` RGB -> int32 grey ``(...)``, OpenCV's 8-bit formula."""
+    r, g, b = x.unbind(-1)
+    return (r * _GREY_WEIGHTS[0] + g * _GREY_WEIGHTS[1] + b * _GREY_WEIGHTS[2] + (1 << 14)) >> 15
+
+
+def _rgb_to_hsv_torch(x: torch.Tensor) -> tuple:
+    """int32 ``(..., 3)`` RGB -> int32 (h 0..179, s, v): OpenCV's 8-bit integer algorithm."""
+    r, g, b = x.unbind(-1)
+    v = torch.maximum(torch.maximum(r, g), b)
+    diff = v - torch.minimum(torch.minimum(r, g), b)
+    half = 1 << (_HSV_SHIFT - 1)
+    s = (diff * _SDIV.to(x.device)[v.long()] + half) >> _HSV_SHIFT
+    h = torch.where(v == r, g - b, torch.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * _HDIV.to(x.device)[diff.long()] + half) >> _HSV_SHIFT
+    return torch.where(h < 0, h + 180, h), s, v
+
+
+def _hsv_to_rgb_torch(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """int (h 0..179, s, v) ``(..., W)`` -> uint8 RGB ``(..., W, 3)``: OpenCV's 8-bit conversion
+    (float32, fused multiply-adds; truncated in whole 32-pixel blocks of a row, rounded after)."""
+    f32 = torch.float32
+    sf = s.to(f32) * np.float32(1.0 / 255.0)
+    vf = v.to(f32) * np.float32(1.0 / 255.0)
+    hf = h.to(f32) * np.float32(6.0 / 180.0)
+    sector = torch.trunc(hf)
+    frac = hf - sector
+    sector = (sector - torch.trunc(sector * np.float32(1.0 / 6.0)) * 6).long()
+    tabs = torch.stack([vf, vf * (1.0 - sf), vf * _fused_1_minus(sf, frac), vf * _fused_1_minus(sf, 1.0 - frac)], -1)
+    rgb = torch.gather(tabs, -1, _SECTORS.to(h.device)[sector]) * np.float32(255.0)
+    width = h.shape[-1]
+    blocks = (width // _HSV_BLOCK) * _HSV_BLOCK
+    out = torch.empty(rgb.shape, dtype=torch.uint8, device=h.device)
+    out[..., :blocks, :] = torch.trunc(rgb[..., :blocks, :]).clamp_(0, 255).to(torch.uint8)
+    out[..., blocks:, :] = torch.round(rgb[..., blocks:, :]).clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _colour_torch(clip: torch.Tensor, params: dict) -> torch.Tensor:
+    """The colour steps on a uint8 ``(T, H, W, 3)`` clip in torch, on any device: the same 8-bit
+    arithmetic as the OpenCV implementation (lookup tables, OpenCV's fixed-point grey and HSV,
+    fused multiply-adds), so the result is the same bytes. Returns a new uint8 clip."""
+    x = clip.to(torch.int32)
+    t, h, w, _ = x.shape
+    jitter = params["jitter"]
+    if jitter is not None:
+        brightness, contrast, saturation, hue = jitter
+        for step in params["jitter_order"]:
+            if step == 0 and brightness != 1:
+                x = torch.from_numpy(brightness_lut(brightness)).to(x.device, torch.int32)[x.long()]
+            elif step == 1 and contrast != 1:
+                mean = _grey_torch(x).sum((1, 2)).double() / (h * w)  # (T,): each frame's own grey mean
+                if contrast == 0:
+                    x = torch.floor(mean + 0.5).to(torch.int32)[:, None, None, None].expand_as(x).clone()
+                else:
+                    lut = torch.arange(256, dtype=torch.float64, device=x.device) * contrast + mean[:, None] * (1 - contrast)
+                    lut = lut.clamp_(0, 255).to(torch.int32)  # (T, 256), truncated
+                    x = torch.gather(lut, 1, x.reshape(t, -1).long()).reshape(x.shape)
+            elif step == 2 and saturation != 1:
+                grey = _grey_torch(x)[..., None].to(torch.float32) * np.float32(1 - saturation)
+                # OpenCV's addWeighted on uint8: fma(x, a, grey * b) in float32, rounded half to even
+                y = (x.double() * float(np.float32(saturation)) + grey.double()).float()
+                x = torch.round(y).clamp_(0, 255).to(torch.int32)
+            elif step == 3 and hue != 0:
+                hh, s, v = _rgb_to_hsv_torch(x)
+                hh = torch.from_numpy(hue_lut(hue)).to(x.device, torch.int32)[hh.long()]
+                x = _hsv_to_rgb_torch(hh, s, v).to(torch.int32)
+    if params["grey"]:
+        x = _grey_torch(x)[..., None].expand_as(x)
+    return x.to(torch.uint8)
+
+
 class TrainClipTransform:
     """Training augmentation of the original recipe, identical for all frames of a clip.
 
-    In order: rotation by U(-5, 5) degrees about the centre (p 0.4, nearest
-    neighbour as torchvision's RandomRotation, zero fill), resize to ``resize`` x
-    ``resize`` (skipped when already that size), random ``crop`` x ``crop`` crop,
-    horizontal flip (p 0.5), colour jitter with brightness/contrast/saturation
-    factors U(0.8, 1.2) and hue shift U(-0.2, 0.2) in random order (p 0.3), to
-    grey (p 0.2). Output: uint8 ``(T, crop, crop, 3)``; :func:`normalize_clip`
-    then gives ``x / 255 - 0.5``.
+    In order, on the decoded frames at their own size (albumentations 0.5.2's
+    operations and arithmetic, on OpenCV):
 
-    Parameters come from :meth:`sample_params` (the generator only). Two
-    implementations of the same operations: :meth:`apply` (OpenCV on uint8:
-    rotation and crop fused into one warp, colour steps rounding to 8 bits as
-    torchvision does on uint8 and PIL on images) and :meth:`apply_torchvision`
-    (``torchvision.transforms.v2.functional`` on the whole ``(T, C, H, W)``
-    clip, in float: the reference the fast path is tested against, several
-    times slower on a CPU core, negligible on a GPU). ``backend`` says where
-    the work is done:
+    * rotation by U(-``max_rotation``, ``max_rotation``) degrees (p ``p_rotate``)
+      about ``(width / 2, height / 2)``, bilinear (``cv2.INTER_LINEAR``), borders
+      reflected without repeating the edge (``cv2.BORDER_REFLECT_101``);
+    * resize to ``resize`` x ``resize``, ``cv2.INTER_LINEAR`` (skipped when the frame
+      already has that size);
+    * ``crop`` x ``crop`` crop at offsets ``int((resize - crop) * u)``, u ~ U(0, 1):
+      0 .. resize - crop - 1 (0..31 for 256 -> 224);
+    * horizontal flip (p ``p_flip``);
+    * colour jitter (p ``p_jitter``): brightness, contrast, saturation factors
+      U(max(0, 1 - ``jitter``), 1 + ``jitter``) and a hue shift U(-``jitter``,
+      ``jitter``) turns, applied in a uniformly random order, each on uint8:
+      brightness and contrast through truncating lookup tables (contrast blends
+      with the frame's own mean grey level), saturation as ``cv2.addWeighted`` with
+      the grey image, hue on OpenCV's 8-bit HSV (180 hue steps) through a lookup
+      table; a factor of 1 (hue 0) leaves the clip unchanged;
+    * grey (p ``p_gray``): ``cv2.COLOR_RGB2GRAY`` copied to the three channels.
 
-    * ``"loader"`` (default): :meth:`apply` in the loader; the device only normalises.
-    * ``"torchvision"``: the reference in the loader, rounded to uint8.
-    * ``"device"``: the loader does the geometric steps (rotation, crop, flip:
-      they shrink the clip) and hands over ``{"frames": uint8 (T, crop, crop, 3),
-      "params": float64 (14,)}``; :meth:`device_stage` runs the colour steps
-      (on a CPU the costliest part: ~14 ms per jittered 32-frame clip) with
-      torchvision's float reference on the batch, where the network is. Same
-      parameters, same operations.
+    Output: uint8 ``(T, crop, crop, 3)``; :func:`normalize_clip` then gives
+    ``x / 255 - 0.5``.
+
+    Parameters come from :meth:`sample_params` (the generator only). Three
+    implementations of the same operations; ``backend`` says where the work is
+    done:
+
+    * ``"loader"`` (default): :meth:`apply` (OpenCV on uint8) in the loader; the
+      device only normalises.
+    * ``"device"``: the loader does the geometric steps (rotation, resize, crop,
+      flip: they shrink the clip) and hands over ``{"frames": uint8 (T, crop, crop,
+      3), "params": float64 (14,)}``; :meth:`device_stage` runs the colour steps on
+      the batch, where the network is, in torch with the same 8-bit arithmetic
+      (the same bytes as the loader backend's on an x86-64 AVX2 machine, where
+      OpenCV's HSV -> RGB conversion has the rounding reproduced; elsewhere at most
+      one grey level apart on a few pixels).
+    * ``"torchvision"``: :meth:`apply_torchvision`, a float reference
+      (``torch.nn.functional.grid_sample`` for the rotation,
+      ``torchvision.transforms.v2.functional`` for the rest, on the whole ``(T, C,
+      H, W)`` clip) rounded to uint8: the same operations without the 8-bit
+      rounding (within a few grey levels of the loader's; hue continuous).
 
     Every transform has a loader stage (``__call__``, per clip, in DataLoader
     workers) and :meth:`device_stage` (per batch, after the batch is moved to
@@ -132,6 +314,8 @@ class TrainClipTransform:
             raise ValueError(f"crop {crop} is larger than resize {resize}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        if not 0.0 <= jitter <= 0.5:
+            raise ValueError(f"jitter must be in [0, 0.5] (the hue shift is at most half a turn), got {jitter}")
         self.resize, self.crop = int(resize), int(crop)
         self.max_rotation, self.p_rotate, self.p_flip = float(max_rotation), float(p_rotate), float(p_flip)
         self.jitter, self.p_jitter, self.p_gray = float(jitter), float(p_jitter), float(p_gray)
@@ -159,19 +343,27 @@ class TrainClipTransform:
 
     def sample_params(self, generator: Optional[torch.Generator] = None) -> dict:
         """Draw one clip's parameters. Every number is drawn, in a fixed order, whether
-        or not its step fires, so the parameters depend on the generator's seed only."""
+        or not its step fires, so the parameters depend on the generator's seed only.
+
+        The distribution is the recipe's: each step fires with its probability; a
+        uniform ``u`` in [0, 1) gives ``low + (high - low) * u`` for the angle and the
+        factors and ``int((resize - crop) * u)`` for the crop offsets; the jitter
+        order is a uniformly random permutation.
+        """
         u = torch.rand(11, generator=generator, dtype=torch.float64).tolist()
         order = torch.randperm(4, generator=generator).tolist()
-        j = self.jitter
-        margin = self.resize - self.crop + 1
+        j, r = self.jitter, self.max_rotation
+        low = max(0.0, 1.0 - j)
+        span = self.resize - self.crop
         return {
-            "angle": (2.0 * u[1] - 1.0) * self.max_rotation if u[0] < self.p_rotate else 0.0,
-            "top": int(u[2] * margin),
-            "left": int(u[3] * margin),
+            "angle": -r + 2.0 * r * u[1] if u[0] < self.p_rotate else 0.0,
+            "top": int(span * u[2]),
+            "left": int(span * u[3]),
             "flip": u[4] < self.p_flip,
             # (brightness, contrast, saturation, hue) factors and their order, or None
             "jitter": (
-                (1 - j + 2 * j * u[6], 1 - j + 2 * j * u[7], 1 - j + 2 * j * u[8], (2 * u[9] - 1) * j)
+                (low + (1.0 + j - low) * u[6], low + (1.0 + j - low) * u[7], low + (1.0 + j - low) * u[8],
+                 -j + 2.0 * j * u[9])
                 if u[5] < self.p_jitter and j > 0
                 else None
             ),
@@ -209,36 +401,50 @@ class TrainClipTransform:
         return self.clip_stage(_frame_by_frame(self, frames, params, out), params)
 
     def frame_stage(self, frame: np.ndarray, params: dict, dst: np.ndarray) -> None:
-        """The geometric steps on one ``(H, W, 3)`` frame: rotation, resize, crop, flip into ``dst``.
+        """The geometric steps on one ``(H, W, 3)`` frame of any size: rotation (on the frame
+        as it is), resize, crop, flip, into ``dst``.
 
-        OpenCV on uint8: the crop is fused into the rotation's warp when the frame
-        is already ``resize`` x ``resize`` (only the crop is computed).
+        OpenCV on uint8, one step after the other (fusing rotation and resize into one
+        warp would interpolate once instead of twice: other pixels). The rotation is
+        ``cv2.remap`` with :func:`rotation_maps`, made once per clip; on a frame that
+        needs no resize it computes only the cropped (and flipped) output. Working
+        memory is reused.
         """
         h, w = frame.shape[:2]
         size, crop, angle = self.resize, self.crop, params["angle"]
         top, left, flip = params["top"], params["left"], params["flip"]
         if angle != 0.0:
-            # Rotation about the frame centre, counter-clockwise for positive angles (as torchvision).
-            matrix = cv2.getRotationMatrix2D(((w - 1) * 0.5, (h - 1) * 0.5), angle, 1.0)
             if (h, w) == (size, size):
-                # Crop and flip are affine too: one warp computes just the output.
-                matrix[0, 2] -= left
-                matrix[1, 2] -= top
-                if flip:  # x -> crop - 1 - x
-                    matrix[0] = -matrix[0]
-                    matrix[0, 2] += crop - 1
-                cv2.warpAffine(frame, matrix, (crop, crop), dst=dst, flags=cv2.INTER_NEAREST,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                # No resize: crop and flip are a choice of output pixels, so one remap with the
+                # maps' crop (mirrored for the flip) writes just the output (the same pixels).
+                cv2.remap(frame, *self._maps(h, w, angle, (top, left, flip)), cv2.INTER_LINEAR, dst=dst,
+                          borderMode=cv2.BORDER_REFLECT_101)
                 return
-            frame = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_NEAREST,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            frame = cv2.remap(frame, *self._maps(h, w, angle), cv2.INTER_LINEAR, dst=self._buffer("rotated", (h, w, 3)),
+                              borderMode=cv2.BORDER_REFLECT_101)
         if (h, w) != (size, size):
-            frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_LINEAR)
+            frame = cv2.resize(frame, (size, size), dst=self._buffer("resized", (size, size, 3)),
+                               interpolation=cv2.INTER_LINEAR)
         src = frame[top : top + crop, left : left + crop]
         if flip:
             cv2.flip(src, 1, dst=dst)
         else:
             np.copyto(dst, src)
+
+    def _maps(self, h: int, w: int, angle: float, window: Optional[tuple] = None) -> tuple:
+        """:func:`rotation_maps`, or their ``(top, left, flip)`` output window, made once per clip."""
+        key = (h, w, angle, window)
+        if self._scratch.get("maps_key") != key:  # the same maps for every frame of the clip
+            pixel, fraction = rotation_maps(h, w, angle)
+            if window is not None:
+                top, left, flip = window
+                rows, cols = slice(top, top + self.crop), slice(left, left + self.crop)
+                if flip:
+                    cols = slice(left + self.crop - 1, left - 1 if left else None, -1)
+                pixel = np.ascontiguousarray(pixel[rows, cols])
+                fraction = np.ascontiguousarray(fraction[rows, cols])
+            self._scratch["maps"], self._scratch["maps_key"] = (pixel, fraction), key
+        return self._scratch["maps"]
 
     def clip_stage(self, clip: np.ndarray, params: dict):
         """After :meth:`frame_stage` filled ``clip`` (uint8 ``(T, crop, crop, 3)``): the colour
@@ -260,13 +466,13 @@ class TrainClipTransform:
         return torch.from_numpy(clip)
 
     def _colour(self, clip: np.ndarray, params: dict) -> None:
-        """Colour jitter and grey on a contiguous uint8 clip, in place.
+        """Colour jitter and grey on a contiguous uint8 clip, in place (OpenCV, 8 bits).
 
-        Every step rounds and saturates to 8 bits, as torchvision does on uint8
-        tensors (and PIL on images); hue is shifted on 8-bit HSV with 256 hue steps
-        per turn, as PIL does. The per-pixel steps see the clip as one tall image
-        (one OpenCV call per step); only contrast (each frame's own mean grey) goes
-        frame by frame.
+        Lookup tables and colour conversions see the clip as one tall image (one
+        OpenCV call per step, the same pixels as frame by frame); the contrast
+        (each frame's own mean grey) and the saturation blend (OpenCV's vector and
+        scalar code round differently: each frame is one call, as it would be
+        alone) go frame by frame.
         """
         t, h, w, _ = clip.shape
         flat = clip.reshape(t * h, w, 3)
@@ -275,27 +481,33 @@ class TrainClipTransform:
         if jitter is not None:
             brightness, contrast, saturation, hue = jitter
             for step in params["jitter_order"]:
-                if step == 0:  # blend with black
-                    cv2.addWeighted(flat, brightness, flat, 0.0, 0.0, dst=flat)
-                elif step == 1:  # blend with the frame's mean grey level
+                if step == 0 and brightness != 1:
+                    cv2.LUT(flat, brightness_lut(brightness), dst=flat)
+                elif step == 1 and contrast != 1:
                     cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY, dst=grey)
                     for frame, frame_grey in zip(clip, grey.reshape(t, h, w)):
-                        mean = cv2.mean(frame_grey)[0]
-                        cv2.addWeighted(frame, contrast, frame, 0.0, (1.0 - contrast) * mean, dst=frame)
-                elif step == 2:  # blend with the frame's grey version
-                    grey3 = self._buffer("colour", (t * h, w, 3))
-                    cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY, dst=grey), cv2.COLOR_GRAY2RGB, dst=grey3)
-                    cv2.addWeighted(flat, saturation, grey3, 1.0 - saturation, 0.0, dst=flat)
-                else:
-                    hsv = cv2.cvtColor(flat, cv2.COLOR_RGB2HSV_FULL, dst=self._buffer("colour", (t * h, w, 3)))
-                    hsv[..., 0] += np.uint8(int(round(hue * 256.0)) % 256)  # wraps modulo 256
-                    cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL, dst=flat)
+                        mean = _frame_mean(frame_grey)
+                        if contrast == 0:
+                            frame[...] = int(mean + 0.5)
+                        else:
+                            cv2.LUT(frame, contrast_lut(contrast, mean), dst=frame)
+                elif step == 2 and saturation != 1:
+                    grey3 = self._buffer("colour", (t, h, w, 3))
+                    cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY, dst=grey), cv2.COLOR_GRAY2RGB,
+                                 dst=grey3.reshape(t * h, w, 3))
+                    for frame, frame_grey in zip(clip, grey3):
+                        cv2.addWeighted(frame, saturation, frame_grey, 1 - saturation, 0.0, dst=frame)
+                elif step == 3 and hue != 0:
+                    hsv = cv2.cvtColor(flat, cv2.COLOR_RGB2HSV, dst=self._buffer("colour", (t * h, w, 3)))
+                    cv2.LUT(hsv, _hue_lut3(hue), dst=hsv)
+                    cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=flat)
         if params["grey"]:
             cv2.cvtColor(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY, dst=grey), cv2.COLOR_GRAY2RGB, dst=flat)
 
-    # -- reference path: torchvision.transforms.v2 on the whole clip
+    # -- reference path: float, torch / torchvision.transforms.v2 on the whole clip
     def apply_torchvision(self, frames: np.ndarray, params: dict) -> torch.Tensor:
-        """The transform with given parameters, with ``torchvision.transforms.v2.functional``.
+        """The transform with given parameters, in float (``grid_sample`` for the rotation,
+        ``torchvision.transforms.v2.functional`` for the rest).
 
         Returns the float ``(T, 3, crop, crop)`` clip ``x / 255 - 0.5`` (the reference, unrounded).
         """
@@ -304,18 +516,21 @@ class TrainClipTransform:
 
     def _reference(self, clip: torch.Tensor, params: dict) -> torch.Tensor:
         """uint8 ``(T, 3, H, W)`` -> float ``(T, 3, crop, crop)``, ``x / 255 - 0.5``."""
+        x = F.to_dtype(clip, torch.float32, scale=True)
         if params["angle"] != 0.0:
-            clip = F.rotate(clip, params["angle"], interpolation=InterpolationMode.NEAREST, fill=0)
-        if tuple(clip.shape[-2:]) != (self.resize, self.resize):
-            clip = F.resize(clip, [self.resize, self.resize], antialias=False)
-        clip = F.crop(clip, params["top"], params["left"], self.crop, self.crop)
+            x = _rotate_reflect(x, params["angle"])
+        if tuple(x.shape[-2:]) != (self.resize, self.resize):
+            x = F.resize(x, [self.resize, self.resize], interpolation=InterpolationMode.BILINEAR, antialias=False)
+        x = F.crop(x, params["top"], params["left"], self.crop, self.crop)
         if params["flip"]:
-            clip = F.horizontal_flip(clip)
-        return (self._reference_colour(F.to_dtype(clip, torch.float32, scale=True), params) - 0.5).contiguous()
+            x = F.horizontal_flip(x)
+        return (self._reference_colour(x, params) - 0.5).contiguous()
 
     @staticmethod
     def _reference_colour(x: torch.Tensor, params: dict) -> torch.Tensor:
-        """The colour steps on a float ``(T, 3, H, W)`` clip in [0, 1], on any device."""
+        """The colour steps on a float ``(T, 3, H, W)`` clip in [0, 1], on any device (torchvision's
+        float operations: the recipe's formulas without the 8-bit rounding; the hue turns by the
+        8-bit step's whole number of 2-degree steps)."""
         if params["jitter"] is not None:
             brightness, contrast, saturation, hue = params["jitter"]
             for step in params["jitter_order"]:
@@ -325,8 +540,8 @@ class TrainClipTransform:
                     x = F.adjust_contrast(x, contrast)
                 elif step == 2:
                     x = F.adjust_saturation(x, saturation)
-                else:
-                    x = F.adjust_hue(x, hue)
+                elif hue != 0:  # the 8-bit step turns hue by whole 2-degree steps: floor(180 * hue)
+                    x = F.adjust_hue(x, math.floor(180 * hue) / 180)
         if params["grey"]:
             x = F.rgb_to_grayscale(x, num_output_channels=3)
         return x
@@ -334,18 +549,33 @@ class TrainClipTransform:
     def device_stage(self, clips, device=None) -> torch.Tensor:
         """A collated batch of loader-stage outputs -> float ``(B, T, 3, crop, crop)`` on ``device``.
 
-        For the device backend the colour steps run here, in float (torchvision's
-        reference), on the clips whose parameters call for them; otherwise this is
-        :func:`normalize_clip`.
+        For the device backend the colour steps run here (:func:`_colour_torch`, the
+        loader's 8-bit arithmetic in torch) on the clips whose parameters call for
+        them; otherwise this is :func:`normalize_clip`.
         """
         if not isinstance(clips, dict):
             return normalize_clip(clips.to(device, non_blocking=True))
-        out = normalize_clip(clips["frames"].to(device, non_blocking=True))  # (B, T, 3, c, c), x / 255 - 0.5
+        frames = clips["frames"].to(device, non_blocking=True)
+        out = normalize_clip(frames)  # (B, T, 3, c, c), x / 255 - 0.5
         for i, row in enumerate(clips["params"]):
             params = unpack_params(row)
             if _needs_colour(params):
-                out[i] = self._reference_colour(out[i] + 0.5, params) - 0.5
+                out[i] = normalize_clip(_colour_torch(frames[i], params))
         return out
+
+
+def _rotate_reflect(x: torch.Tensor, angle: float) -> torch.Tensor:
+    """Float ``(T, C, H, W)`` rotated as :meth:`TrainClipTransform.frame_stage` rotates (the same
+    matrix, bilinear, borders reflected about the edge pixels), with ``grid_sample``."""
+    h, w = x.shape[-2:]
+    inverse = torch.from_numpy(cv2.invertAffineTransform(rotation_matrix(h, w, angle)))  # output -> input pixel
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    src_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    src_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    # align_corners=True: -1 and 1 are the centres of the edge pixels, about which "reflection" reflects
+    grid = torch.stack([src_x * 2 / max(w - 1, 1) - 1, src_y * 2 / max(h - 1, 1) - 1], -1).to(x.dtype)
+    return torch.nn.functional.grid_sample(x, grid.expand(len(x), h, w, 2), mode="bilinear",
+                                           padding_mode="reflection", align_corners=True)
 
 
 BACKENDS = ("loader", "torchvision", "device")

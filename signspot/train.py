@@ -183,7 +183,7 @@ def build(cfg: Config, rt: Runtime, *, move_aside: bool = False) -> Session:
 
     store = open_store(cfg)
     loader, loader_generator, train_transform = build_train_loader(cfg, store, rt)
-    where = ("rotation/crop/flip in the loader, colour steps on the device" if train_transform.backend == "device"
+    where = ("rotation/resize/crop/flip in the loader, colour steps on the device" if train_transform.backend == "device"
              else "all in the loader")
     log(f"data: {cfg.data.num_workers} loader worker(s) per process; augmentation: {where} "
         f"(data.augment_on={cfg.data.augment_on})")

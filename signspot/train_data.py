@@ -154,10 +154,10 @@ def augmentation_backend(augment_on: str, device: torch.device) -> str:
     """``data.augment_on`` -> a :class:`datasets.transforms.TrainClipTransform` backend.
 
     ``"loader"``: the whole augmentation with OpenCV in the loader workers; ``"device"``:
-    the loader rotates, crops and flips, the colour steps (torchvision's float reference)
-    run on the training device; ``"auto"``: ``"device"`` on a GPU (the colour steps are
-    the costliest part on a CPU core), ``"loader"`` on a CPU (where torchvision's float
-    colour steps are several times slower than OpenCV's).
+    the loader rotates, resizes, crops and flips, the colour steps run on the training
+    device in torch with the same 8-bit arithmetic (the same bytes); ``"auto"``:
+    ``"device"`` on a GPU (the colour steps are a large part of a clip's cost on a CPU
+    core), ``"loader"`` on a CPU (where OpenCV's are faster than torch's).
     """
     if augment_on == "auto":
         augment_on = "device" if device.type == "cuda" else "loader"

@@ -343,16 +343,15 @@ def test_fast_train_transform_matches_torchvision_reference(case):
     fast = normalize_clip(fast_uint8)
     ref = transform.apply_torchvision(frames, params)
     assert fast.shape == ref.shape == (4, 3, 32, 32) and fast.dtype == ref.dtype == torch.float32
-    diff = (fast - ref).abs()
-    inner = diff[..., 2:-2, 2:-2]  # border pixels of a warp may blend the zero fill differently
+    diff = (fast - ref).abs()  # both reflect the borders: the whole clip is compared
     if case == "plain":
         assert diff.max() < 1e-6
-    elif case == "rotate":  # the same bilinear rotation: at most one grey level apart
-        assert inner.max() < 1.5 / 255
+    elif case == "rotate":  # OpenCV's fixed-point bilinear (1/32 pixel) against float: about one grey level
+        assert diff.max() < 1.5 / 255
     elif case == "resize":
-        assert inner.mean() < 1.5e-3 and inner.max() < 3 / 255
-    else:  # hue on 8-bit HSV (as PIL) against torchvision's float HSV
-        assert inner.mean() < 4e-3 and torch.quantile(inner.flatten(), 0.99) < 2.5e-2, (inner.mean(), inner.max())
+        assert diff.mean() < 1.5e-3 and diff.max() < 3 / 255
+    else:  # truncating lookup tables and 8-bit HSV (2-degree hue steps) against float
+        assert diff.mean() < 2 / 255 and torch.quantile(diff.flatten(), 0.99) < 2.5e-2, (diff.mean(), diff.max())
 
 
 @pytest.fixture(scope="module")
@@ -400,14 +399,14 @@ def test_device_backend_defers_the_same_augmentation_to_the_device(textured_stor
             # The loader did the geometric steps exactly as the loader backend does them ...
             geometry = transform.apply(frames, params, colour=False)
             assert torch.equal(batch["clip"]["frames"][i], geometry)
-            # ... and the device the colour steps, with torchvision's float reference.
-            colour = transform._reference_colour(normalize_clip(geometry) + 0.5, params) - 0.5
-            torch.testing.assert_close(x[i], colour, rtol=0, atol=1e-6)
-            # The whole: the reference augmentation, and the loader backend's 8-bit one, up to rounding.
-            reference = transform.apply_torchvision(frames, params)
-            for other in (x[i], normalize_clip(fast_item["clip"])):
-                inner = (other - reference).abs()[..., 2:-2, 2:-2]
-                assert inner.mean() < 4e-3 and torch.quantile(inner.flatten(), 0.99) < 2.5e-2, (params, inner.mean())
+            # ... and the device the colour steps with the loader's 8-bit arithmetic: the loader
+            # backend's clip (tests/test_augment_reference.py: the same bytes on x86-64 AVX2; one
+            # grey level at most elsewhere).
+            diff = (x[i] - normalize_clip(fast_item["clip"])).abs()
+            assert diff.max() < 1.5 / 255 and (diff > 1e-6).float().mean() < 0.01, (params, diff.max())
+            # The whole against the float reference augmentation, up to the 8-bit rounding.
+            diff = (x[i] - transform.apply_torchvision(frames, params)).abs()
+            assert diff.mean() < 2 / 255 and torch.quantile(diff.flatten(), 0.99) < 2.5e-2, (params, diff.mean())
             seen["rotated"] += params["angle"] != 0.0
             seen["jittered"] += params["jitter"] is not None
             seen["grey"] += params["grey"]
