@@ -27,7 +27,7 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     assert 0.0 <= summary["test_f1"] <= 1.0
     assert len(summary["checkpoints"]) == 2  # two folds trained
     for needed in ("track1_lmdb_creator.py", "make_folds.py", "main.py", "main_results_creator_v2.py",
-                   "solution_test_creator_v2.py", "evaluate.py", "visualize.py"):
+                   "solution_test_creator_v2.py", "evaluate.py", "visualize.py", "spot.py"):
         assert any(needed in command for command in summary["commands"]), needed
 
     # per-frame scores cover every frame of every test video
@@ -40,6 +40,10 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     predictions = load_intervals(out / "predictions.pkl", num_classes=10)
     assert set(predictions) <= set(test_gt)
     assert list((out / "plots").glob("timeline_*.png"))
+    # spot.py on the raw test videos: an ELAN file per video, the same videos as the store path
+    assert {p.stem for p in (out / "spotted").glob("*.eaf")} == set(test_gt)
+    assert set(load_intervals(out / "spotted" / "predictions.pkl")) == set(test_gt)
+    assert "ELAN files" in result.stdout and 0.0 <= summary["test_f1_spot"] <= 1.0
 
     # rerunning skips finished stages and gives the same score
     again = subprocess.run(
