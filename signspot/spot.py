@@ -140,7 +140,8 @@ def spot_videos(
     chosen_boxes = _boxes_for(paths, boxes, box, log)
     run_key = hashlib.sha1(json.dumps({
         "checkpoints": [_video_identity(p) for p in checkpoint_paths], "stride": stride, "amp": amp or "off",
-        "decode": settings.to_dict()}, sort_keys=True).encode()).hexdigest()
+        "decode": settings.to_dict(), "glosses": list(glosses.glosses) if glosses else None, "tier": tier},
+        sort_keys=True).encode()).hexdigest()
 
     from datasets.transforms import EvalClipTransform
 
