@@ -144,6 +144,11 @@ def test_spot_outputs_agree_and_a_rerun_skips_done_videos(videos, checkpoint_pat
     assert sum("done before, kept" in line for line in lines) == len(LENGTHS)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.eaf")} == before
     assert load_intervals(out / "predictions.pkl") == predictions
+    lines = []  # another tier name: the ELAN files are written again
+    spot_videos([videos / "videos"], [checkpoint_path], out, log=lines.append, tier="glosses", **common)
+    assert not any("done before" in line for line in lines)
+    assert [(glosses.gloss(c), s, e) for c, s, e in predictions["long_video"]] == read_eaf_annotations(
+        out / "long_video.eaf", tier="glosses")
 
 
 def test_spot_without_boxes_estimates_them(videos, checkpoint_path, tmp_path):  # noqa: F811
