@@ -160,12 +160,15 @@ def load_inference_model(checkpoint_path: str | os.PathLike, *, window: int | No
     if checkpoint.get("config") is None:
         # No config (released checkpoints): the original architecture, with the class
         # count and width read off the weights so other config-less files load too.
+        released = True
         try:
             shape = infer_model_config(checkpoint.get("model", checkpoint))
             spec = dataclasses.replace(spec, num_classes=int(shape["num_classes"]), width=float(shape["width"]))
         except (ValueError, KeyError, AttributeError, TypeError):
             pass  # not an HS-I3D state dict: load_model_weights below says what is wrong
         else:
+            released = (spec.num_classes, spec.width) == (RELEASED_SPEC.num_classes, RELEASED_SPEC.width)
+        if not released:  # the released architecture runs at the original's sizes: nothing to say
             warnings.warn(
                 f"{path}: the checkpoint stores no config, so the original's settings are assumed: "
                 f"window {spec.window}, resize {spec.resize}, crop {spec.crop} (classes {spec.num_classes} and "

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -409,7 +410,7 @@ def test_leftover_temporary_files_of_a_killed_run_are_removed_on_the_next_start(
     assert RunDir(run_dir).read_history()[-1]["epoch"] == 2
 
 
-def test_a_checkpoint_without_config_says_which_settings_it_assumes(tmp_path):
+def test_a_checkpoint_without_config_says_which_settings_it_assumes(tmp_path, fixture_weights):
     from models import build_model
     from signspot.inference import load_inference_model
 
@@ -417,6 +418,11 @@ def test_a_checkpoint_without_config_says_which_settings_it_assumes(tmp_path):
     with pytest.warns(UserWarning, match=r"bare.pt: the checkpoint stores no config.*window 32, resize 256, crop 224"):
         _, spec = load_inference_model(tmp_path / "bare.pt")
     assert spec.num_classes == 3
+    # the released architecture (60 classes, width 1) is what those settings are for: no warning
+    torch.save({"model": fixture_weights}, tmp_path / "released.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_inference_model(tmp_path / "released.pt")
 
 
 # ------------------------------------------------------------------ one line, exit status 1, nothing written
