@@ -14,6 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from datasets.frame_store import FrameStoreError
 from signspot.formats.gt import video_name
+from signspot.formats.timebase import ORIGINAL_FPS
 
 __all__ = [
     "BOX_MARGIN",
@@ -25,6 +26,7 @@ __all__ = [
     "load_boxes",
     "pair_sources",
     "parse_box",
+    "probe_video",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
@@ -73,6 +75,29 @@ class ConstantRateCheck:
             )
 
 
+def probe_video(path: str | os.PathLike) -> Tuple[int, int, float, int]:
+    """``(width, height, fps, frame_count)`` from a video's header; a missing or broken fps is
+    the original's 25. Raises ``ValueError`` (without the path) for a file that cannot be
+    opened or has no frame size."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ValueError("cannot be opened (corrupt, truncated or not a video)")
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    if width <= 0 or height <= 0:
+        raise ValueError("has no readable frame size (corrupt or not a video)")
+    if not (fps > 0 and math.isfinite(fps)):
+        fps = ORIGINAL_FPS
+    return width, height, fps, count
+
+
 def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int, int]:
     """The crop taken for signer box ``[x1, y1, x2, y2]`` in a ``width`` x ``height`` frame.
 
@@ -117,19 +142,20 @@ def parse_box(value) -> Tuple[int, int, int, int]:
     return tuple(int(round(v)) for v in value)
 
 
-def find_videos(dataset_dir: Path) -> Dict[str, Path]:
+def find_videos(dataset_dir: Path, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> Dict[str, Path]:
+    """``{video name: path}`` of the files of a folder with ``extensions``; two files of one video are an error."""
     if not dataset_dir.is_dir():
         raise FrameStoreError(f"{dataset_dir}: no such video folder")
     found: Dict[str, Path] = {}
     for path in sorted(dataset_dir.iterdir()):
-        if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+        if path.suffix.lower() not in extensions or not path.is_file():
             continue
         name = video_name(path)
         if name in found:
             raise FrameStoreError(f"{dataset_dir}: {found[name].name} and {path.name} are the same video {name!r}")
         found[name] = path
     if not found:
-        raise FrameStoreError(f"{dataset_dir}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+        raise FrameStoreError(f"{dataset_dir}: no video files ({', '.join(extensions)})")
     return found
 
 

@@ -9,7 +9,6 @@ key, so a rerun after an interruption skips them; the directory is renamed to
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing as mp
 import os
 import queue
@@ -29,7 +28,6 @@ from datasets.frame_store import (
     _FRAME_PREFIX,
     _META_PREFIX,
     MANIFEST_KEY,
-    ORIGINAL_FPS,
     SETTINGS_KEY,
     STORE_FORMAT,
     STORE_VERSION,
@@ -47,6 +45,7 @@ from datasets.store_inputs import (
     load_boxes,
     pair_sources,
     parse_box,
+    probe_video,
 )
 
 __all__ = [
@@ -91,22 +90,6 @@ class _Task:
         """What a finished video's metadata must match for a resume to keep it."""
         return {"crop": list(self.crop), "source": self.source, "source_size": self.source_size,
                 "source_mtime_ns": self.source_mtime_ns, "header_frames": self.header_frames}
-
-
-def _probe(path: Path) -> Tuple[int, int, float, int]:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise ValueError("cannot be opened (corrupt, truncated or not a video)")
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        cap.release()
-    if width <= 0 or height <= 0:
-        raise ValueError("has no readable frame size (corrupt or not a video)")
-    return width, height, fps, count
 
 
 def _encode_video(task: _Task) -> Iterator[tuple]:
@@ -384,7 +367,7 @@ def create_frame_store(
     tasks: List[_Task] = []
     for video, (path, video_bbox_path) in videos.items():
         try:
-            width, height, fps, count = _probe(path)
+            width, height, fps, count = probe_video(path)
         except ValueError as exc:
             bad[video] = f"{path}: {exc}"
             continue
@@ -403,8 +386,6 @@ def create_frame_store(
         except ValueError as exc:
             bad[video] = f"{path}: {exc}"
             continue
-        if not (fps > 0 and math.isfinite(fps)):
-            fps = ORIGINAL_FPS
         stat = path.stat()
         tasks.append(_Task(video, str(path), box, crop, width, height, fps, count, size, quality,
                            compat == "original", stat.st_size, stat.st_mtime_ns))

@@ -15,7 +15,6 @@ variable frame rate is refused (:class:`datasets.store_inputs.ConstantRateCheck`
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from pathlib import Path
@@ -25,8 +24,8 @@ import cv2
 import numpy as np
 
 from datasets.frame_store import FrameStoreError
-from datasets.store_inputs import ConstantRateCheck, VariableFrameRateError, crop_box
-from signspot.formats.timebase import ORIGINAL_FPS
+from datasets.store_inputs import ConstantRateCheck, VariableFrameRateError, crop_box, find_videos
+from datasets.store_inputs import probe_video as read_header
 
 __all__ = ["VideoSource", "VideoSourceError", "find_video_files", "probe_video"]
 
@@ -36,19 +35,14 @@ class VideoSourceError(FrameStoreError):
 
 
 def probe_video(path: str | os.PathLike) -> Tuple[int, int, float, int]:
-    """``(width, height, fps, frame_count)`` of a video file from its header; errors name it."""
-    cap = cv2.VideoCapture(str(path))
+    """``(width, height, fps, frame_count)`` of a video file from its header
+    (:func:`datasets.store_inputs.probe_video`); errors name the file."""
     try:
-        if not cap.isOpened():
-            raise VideoSourceError(f"{path}: cannot be opened as a video (corrupt, truncated or not a video)")
-        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps, count = float(cap.get(cv2.CAP_PROP_FPS)), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        cap.release()
-    if width <= 0 or height <= 0 or count <= 0:
-        raise VideoSourceError(f"{path}: no frame size or frame count in its header (corrupt or not a video)")
-    if not (fps > 0 and math.isfinite(fps)):
-        fps = ORIGINAL_FPS
+        width, height, fps, count = read_header(path)
+    except ValueError as exc:
+        raise VideoSourceError(f"{path}: {exc}") from None
+    if count <= 0:
+        raise VideoSourceError(f"{path}: no frame count in its header (corrupt or not a video)")
     return width, height, fps, count
 
 
@@ -177,9 +171,7 @@ def find_video_files(items: Sequence[str | os.PathLike], extensions: Sequence[st
             if not paths:
                 raise VideoSourceError(f"{text}: no file matches this pattern")
         elif Path(text).is_dir():
-            paths = sorted(p for p in Path(text).iterdir() if p.is_file() and p.suffix.lower() in extensions)
-            if not paths:
-                raise VideoSourceError(f"{text}: no video ({', '.join(extensions)}) in this folder")
+            paths = list(find_videos(Path(text), extensions).values())
         elif Path(text).is_file():
             paths = [Path(text)]
         else:

@@ -44,13 +44,14 @@ class StreamingWindowDataset(IterableDataset):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.store = store
-        self.videos = list(videos)
         self.window = int(window)
         self.stride = int(stride)
         self.batch_size = int(batch_size)
         self.transform = transform
         self.rule = rule
         self.drop_last_batch = bool(drop_last_batch)
+        # the videos streamed: those with a window (the original rule gives short ones none)
+        self.videos = [v for v in videos if self.num_windows(int(store.num_frames(v)))]
 
     def starts(self, num_frames: int) -> np.ndarray:
         """The window starts of a video (:func:`datasets.windows.window_starts` with this dataset's

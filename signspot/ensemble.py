@@ -52,33 +52,6 @@ def find_score_files(results_dir: str | os.PathLike, exclude: Sequence[str] = ()
     return sorted(found)
 
 
-def _check_frame_count(seen: Dict[str, dict], video: str, n: int, *, declared: bool, path) -> None:
-    """Score files of one video must agree on its frame count.
-
-    A per-frame score file states the video's frame count; an original result, or a file
-    scored with the original's windows (coverage "prefix"), covers a prefix of the video
-    (its last partial batch of windows was never run), so its length is only a lower bound. Two stated counts that differ, or an original longer than a stated
-    count, mean the files were scored on different videos or stores: an error naming both.
-    """
-    entry = seen.setdefault(video, {"declared": None, "longest": (0, None)})
-    if declared:
-        known = entry["declared"]
-        if known is not None and known[0] != n:
-            raise ScoresFormatError(
-                f"{path}: video {video!r} has {n} frames, but {known[1]} gives it {known[0]}: "
-                "the files were scored on different frame stores; ensemble files of one store only"
-            )
-        entry["declared"] = (n, path)
-    elif n > entry["longest"][0]:
-        entry["longest"] = (n, path)
-    stated, longest = entry["declared"], entry["longest"]
-    if stated is not None and longest[0] > stated[0]:
-        raise ScoresFormatError(
-            f"{longest[1]}: video {video!r} has scores for {longest[0]} frames, but {stated[1]} gives it "
-            f"{stated[0]}: the files were scored on different frame stores; ensemble files of one store only"
-        )
-
-
 class FrameScoreMean:
     """The per-frame mean of score sets (files, or models scored in one pass), added one at a time.
 
@@ -94,7 +67,7 @@ class FrameScoreMean:
         self.counts: Dict[str, np.ndarray] = {}
         self.fps: Dict[str, Tuple[float, bool]] = {}  # video -> (fps, stated by a set that knows it)
         self.sets_per_video: Dict[str, int] = collections.Counter()
-        self.frame_counts: Dict[str, dict] = {}
+        self.frame_counts: Dict[str, dict] = {}  # video -> the stated count and the longest prefix seen
         self.columns = None
         self.num_sets = 0
 
@@ -108,7 +81,7 @@ class FrameScoreMean:
                 raise ScoresFormatError(
                     f"{source}: video {video!r} has {scores.shape[1]} score columns, earlier files {self.columns}")
             n = len(scores)
-            _check_frame_count(self.frame_counts, video, n, declared=not prefix, path=source)
+            self._check_frame_count(video, n, declared=not prefix, source=source)
             if video not in self.sums:
                 self.sums[video] = np.zeros_like(scores)
                 self.counts[video] = np.zeros(n)
@@ -124,6 +97,33 @@ class FrameScoreMean:
                 self.fps[video] = (entry["fps"], fps_known)
             elif fps_known and known[1] and abs(known[0] - entry["fps"]) > 1e-3:
                 raise ScoresFormatError(f"{source}: video {video!r} has fps {entry['fps']}, earlier files {known[0]}")
+
+    def _check_frame_count(self, video: str, n: int, *, declared: bool, source) -> None:
+        """Sets of one video must agree on its frame count.
+
+        A per-frame score file states the video's frame count; an original result, or a file
+        scored with the original's windows (coverage "prefix"), covers a prefix of the video
+        (its last partial batch of windows was never run), so its length is only a lower
+        bound. Two stated counts that differ, or a prefix longer than a stated count, mean
+        the files were scored on different videos or stores: an error naming both.
+        """
+        entry = self.frame_counts.setdefault(video, {"declared": None, "longest": (0, None)})
+        if declared:
+            known = entry["declared"]
+            if known is not None and known[0] != n:
+                raise ScoresFormatError(
+                    f"{source}: video {video!r} has {n} frames, but {known[1]} gives it {known[0]}: "
+                    "the files were scored on different frame stores; ensemble files of one store only"
+                )
+            entry["declared"] = (n, source)
+        elif n > entry["longest"][0]:
+            entry["longest"] = (n, source)
+        stated, longest = entry["declared"], entry["longest"]
+        if stated is not None and longest[0] > stated[0]:
+            raise ScoresFormatError(
+                f"{longest[1]}: video {video!r} has scores for {longest[0]} frames, but {stated[1]} gives it "
+                f"{stated[0]}: the files were scored on different frame stores; ensemble files of one store only"
+            )
 
     def result(self) -> Dict[str, dict]:
         partial = sorted(v for v, k in self.sets_per_video.items() if k < self.num_sets)

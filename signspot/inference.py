@@ -323,10 +323,8 @@ def infer_store(
         groups.setdefault((spec.window, spec.resize, spec.crop), []).append((path, model, spec))
     options = dict(stride=stride, batch_size=batch_size, device=device, amp=amp, workers=workers, flip_tta=flip_tta,
                    original=original, progress=progress)
-    written = None
     for group in groups.values():
-        written = _score_group(store, lmdb_path, selected, group, out_paths, **options)
-        if written is None:  # not rank 0
+        if _score_group(store, lmdb_path, selected, group, out_paths, **options) is None:  # not rank 0
             return None
     return out_paths[checkpoints[0]] if single else [out_paths[p] for p in checkpoints]
 
@@ -368,12 +366,13 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
             if rank != 0:
                 continue
             ordered_scores = {v: scores[v] for v in selected if v in scores}
-            unscored = [v for v in selected if v not in scores]
-            if unscored:
-                print(f"warning: {len(unscored)} video(s) shorter than {spec.window + 1} frames get no window under "
-                      f"--compat original (as in the original): {', '.join(unscored[:5])}", file=sys.stderr)
-            if not ordered_scores:
-                raise InferenceError(f"{lmdb_path}: no video is long enough for a window under --compat original")
+            if not written:  # the models of a group share their windows: say this once
+                unscored = [v for v in selected if v not in scores]
+                if unscored:
+                    print(f"warning: {len(unscored)} video(s) get no whole batch of windows under --compat original "
+                          f"(as in the original): {', '.join(unscored[:5])}", file=sys.stderr)
+                if not ordered_scores:
+                    raise InferenceError(f"{lmdb_path}: no video is long enough for a window under --compat original")
             save_frame_scores(
                 out_path,
                 ordered_scores,

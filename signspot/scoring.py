@@ -211,10 +211,8 @@ def score_videos_with_models(
         store, ordered, window=window, stride=stride, batch_size=batch_size, transform=transform, rule=rule,
         drop_last_batch=drop_last_batch,
     )
-    windows_per_video = {v: dataset.num_windows(frame_counts[v]) for v in ordered}
-    ordered = [v for v in ordered if windows_per_video[v] > 0]  # the original rule gives short videos none
-    dataset.videos = ordered
-    total_windows = sum(windows_per_video[v] for v in ordered)
+    ordered = dataset.videos  # those with a window: the original rule gives short videos none
+    total_windows = sum(dataset.num_windows(frame_counts[v]) for v in ordered)
     workers = min(int(workers), len(ordered))
     loader = DataLoader(
         dataset,

@@ -56,7 +56,7 @@ def sign_scores(scores: np.ndarray, fps: float, intervals: Sequence[Sequence[int
     return out
 
 
-def _video_identity(path: Path) -> dict:
+def _file_identity(path: Path) -> dict:
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -139,7 +139,7 @@ def spot_videos(
         raise SpotError(f"{vocabulary}: {len(glosses)} glosses for the checkpoints' {num_classes} classes")
     chosen_boxes = _boxes_for(paths, boxes, box, log)
     run_key = hashlib.sha1(json.dumps({
-        "checkpoints": [_video_identity(p) for p in checkpoint_paths], "stride": stride, "amp": amp or "off",
+        "checkpoints": [_file_identity(p) for p in checkpoint_paths], "stride": stride, "amp": amp or "off",
         "decode": settings.to_dict(), "glosses": list(glosses.glosses) if glosses else None, "tier": tier},
         sort_keys=True).encode()).hexdigest()
 
@@ -160,7 +160,7 @@ def spot_videos(
         for number, video in enumerate(sorted(paths), 1):
             path = paths[video]
             done = results_dir / f"{stems[video]}.json"
-            identity = {"video": _video_identity(path), "box": chosen_boxes[video][0], "run": run_key}
+            identity = {"video": _file_identity(path), "box": chosen_boxes[video][0], "run": run_key}
             if done.is_file():
                 previous = json.loads(done.read_text())
                 if previous.get("identity") == identity and (out / f"{stems[video]}.eaf").is_file():

@@ -53,9 +53,10 @@ def build_validation(cfg: Config, store, rt: Runtime) -> Optional[ValidationSet]
     rows = read_fold_csv(cfg.data.val_csv, store, cfg.data.num_classes, role="val")
     videos = sorted({row["video"] for row in rows})
     transform = EvalClipTransform(resize=cfg.data.resize, crop=cfg.data.crop)
-    gt = intervals_from_rows(rows, store)
     if cfg.eval.ground_truth:
         gt = _ground_truth_of(videos, cfg.eval.ground_truth, cfg.data.num_classes)
+    else:
+        gt = intervals_from_rows(rows, store)
     return ValidationSet(
         videos=videos,
         gt=gt,

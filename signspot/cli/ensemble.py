@@ -94,9 +94,10 @@ def main(
     if tune_on:
         gt = load_intervals(tune_on, tier=tier, vocabulary=glosses)
         missing = set(gt) - set(videos)
-        if not any(len(rows) for rows in gt.values()) or missing == set(gt):
+        no_signs = not any(len(rows) for rows in gt.values())
+        if no_signs or missing == set(gt):
             raise CommandError(
-                f"{tune_on}: " + ("holds no signs to tune on" if not any(len(r) for r in gt.values()) else
+                f"{tune_on}: " + ("holds no signs to tune on" if no_signs else
                                   f"none of its {len(gt)} videos has scores under {results_dir} "
                                   f"(e.g. {sorted(gt)[:3]})")
                 + "; tune on the ground truth of the videos that were scored (the validation set)"
