@@ -35,6 +35,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .decode import DecodeSettings, decode_all
+from .formats.elan import DEFAULT_TIER
 from .formats.errors import SignspotError
 from .formats.safe_io import atomic_write, safe_file_stems
 from .formats.timebase import frame_to_ms
@@ -99,7 +100,7 @@ def spot_videos(
     workers: int = 1,
     decode_config: Optional[str] = None,
     save_scores: bool = False,
-    tier: str = "signspot",
+    tier: str = DEFAULT_TIER,
     progress: bool = True,
     log=print,
 ) -> dict:

@@ -14,6 +14,7 @@ video got; correct it and rerun with --boxes). A rerun skips the videos already 
 
 import argparse
 
+from ..formats.elan import DEFAULT_TIER
 from ._exit import run_main
 
 
@@ -38,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision autocast (default off)")
     p.add_argument("--workers", type=int, default=1, help="a process decoding frames ahead of the network (default 1; 0: none)")
     p.add_argument("--decode-config", metavar="JSON", help="decode settings saved by solution_test_creator_v2.py --tune-on")
-    p.add_argument("--tier", default="signspot", help="name of the ELAN tier of the signs (default: %(default)s)")
+    p.add_argument("--tier", default=DEFAULT_TIER, help="name of the ELAN tier of the signs (default: %(default)s)")
     p.add_argument("--save-scores", action="store_true", help="also write the per-frame scores, OUT/scores/<video>/")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     return p.parse_args(argv)
