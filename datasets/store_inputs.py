@@ -29,7 +29,7 @@ __all__ = [
     "probe_video",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")  # what OpenCV reads
 BOX_MARGIN = 0.10  # crop = box enlarged by int(10%) of its width/height on each side
 
 

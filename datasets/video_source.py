@@ -157,17 +157,26 @@ class VideoSource:
         return np.stack(frames)
 
 
+def _glob_files(pattern: str) -> list:
+    """The files a glob pattern names; ``**`` never descends through a link to a folder (no loop can hang it)."""
+    parts = Path(pattern).parts
+    first_magic = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    anchor = Path(*parts[:first_magic]) if first_magic else Path(".")
+    rest = "/".join(parts[first_magic:])
+    # pathlib's "**" (Python < 3.13: always; later: by default) does not follow links to folders
+    found = anchor.glob(rest) if anchor.is_dir() else []
+    return sorted(path for path in found if path.is_file())
+
+
 def find_video_files(items: Sequence[str | os.PathLike], extensions: Sequence[str]) -> Dict[str, Path]:
     """``{name: path}`` from files, folders (their files with ``extensions``) and glob patterns."""
-    from glob import glob
-
     from signspot.formats.gt import video_name
 
     found: Dict[str, Path] = {}
     for item in items:
         text = str(item)
         if any(ch in text for ch in "*?["):
-            paths = [Path(p) for p in sorted(glob(text, recursive=True))]
+            paths = _glob_files(text)
             if not paths:
                 raise VideoSourceError(f"{text}: no file matches this pattern")
         elif Path(text).is_dir():

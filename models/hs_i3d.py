@@ -170,6 +170,9 @@ class HSI3D(nn.Module):
         dropout: dropout probability before each head's linear layer.
     """
 
+    TEMPORAL_STRIDE = 8  # clip lengths are multiples of this (the coarsest head has T/8 steps)
+    MIN_SIZE = 32  # the smallest crop side: the backbone halves it five times
+
     def __init__(self, *, num_classes: int = 60, width: float = 1.0, dropout: float = 0.5) -> None:
         super().__init__()
         if num_classes < 1:

@@ -22,11 +22,15 @@ import ast
 import dataclasses
 import importlib.util
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from models.hs_i3d import HSI3D
+from models.registry import MODEL_VARIANTS
 
 from .formats.errors import SignspotError
 from .run_dir import RunDir
@@ -230,18 +234,23 @@ def _set(cfg: Config, key: str, value, *, from_text: bool) -> None:
     setattr(section, field_name, _coerce(value, tp, key))
 
 
+_JSON_WORDS = {"true": True, "false": False, "null": None}
+
+
 def _parse_text(text: str, tp, key: str):
     """Turn an override's text into a Python value for a field of type ``tp``."""
     string_only = tp is str or (set(typing.get_args(tp)) == {str, type(None)})
     if string_only:
         # Paths and names: anything but a literal None is the string itself (quotes optional).
-        if text == "None" and tp is not str:
+        if text in ("None", "null") and tp is not str:
             return None
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return text
         return value if isinstance(value, str) else text
+    if text in _JSON_WORDS:  # true / false / null as JSON spells them (error messages use them too)
+        return _JSON_WORDS[text]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -266,17 +275,31 @@ def _validate(cfg: Config) -> None:
         section = getattr(cfg, section_name)
         for name, tp in _field_types(section).items():
             setattr(section, name, _coerce(getattr(section, name), tp, f"{section_name}.{name}"))
+    for section_name in SECTIONS:  # every float, alone or in a tuple: no nan, no inf
+        for name, value in vars(getattr(cfg, section_name)).items():
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ConfigError(f"{section_name}.{name}: must be a finite number (got {value!r})")
     checks = [
         (cfg.data.num_classes >= 1, "data.num_classes", "must be >= 1"),
-        (cfg.data.window >= 1, "data.window", "must be >= 1"),
+        (cfg.data.fold >= 0, "data.fold", "must be >= 0"),
+        (cfg.data.window >= 1 and cfg.data.window % HSI3D.TEMPORAL_STRIDE == 0, "data.window",
+         f"must be a positive multiple of {HSI3D.TEMPORAL_STRIDE} (the model's temporal stride)"),
         (cfg.data.context >= 0, "data.context", "must be >= 0"),
         (0.0 <= cfg.data.neg_prob <= 1.0, "data.neg_prob", "must be in [0, 1]"),
-        (cfg.data.crop <= cfg.data.resize, "data.crop", f"must be <= data.resize ({cfg.data.resize})"),
+        (cfg.data.resize >= 1, "data.resize", "must be >= 1"),
+        (HSI3D.MIN_SIZE <= cfg.data.crop <= cfg.data.resize, "data.crop",
+         f"must be in [{HSI3D.MIN_SIZE}, data.resize ({cfg.data.resize})]"),
         (cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
         (cfg.data.augment_on in ("auto", "loader", "device"), "data.augment_on", "must be one of auto, loader, device"),
+        (cfg.model.name in MODEL_VARIANTS, "model.name", f"must be one of {', '.join(sorted(MODEL_VARIANTS))}"),
         (cfg.model.width > 0, "model.width", "must be > 0"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)"),
-        (cfg.optim.lr > 0, "optim.lr", "must be > 0"),
+        (0 < cfg.optim.lr <= 1, "optim.lr", "must be in (0, 1]"),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0"),
+        (all(0.0 <= b < 1.0 for b in cfg.optim.betas), "optim.betas", "must both be in [0, 1)"),
+        (cfg.optim.grad_clip is None or cfg.optim.grad_clip > 0, "optim.grad_clip",
+         "must be > 0 or None (a negative clip would turn the gradient around)"),
         (0.0 <= cfg.optim.min_lr_factor <= 1.0, "optim.min_lr_factor", "must be in [0, 1]"),
         (cfg.train.epochs >= 1, "train.epochs", "must be >= 1"),
         (cfg.train.batch_size >= 1, "train.batch_size", "must be >= 1"),
@@ -286,6 +309,7 @@ def _validate(cfg: Config) -> None:
         (cfg.train.amp in ("auto", "bf16", "fp16", "off"), "train.amp", "must be one of auto, bf16, fp16, off"),
         (cfg.train.device == "auto" or cfg.train.device == "cpu" or cfg.train.device.startswith("cuda"),
          "train.device", "must be auto, cpu, cuda or cuda:N"),
+        (cfg.train.seed >= 0, "train.seed", "must be >= 0"),
         (cfg.train.log_every >= 1, "train.log_every", "must be >= 1"),
         (cfg.train.stop_after_epoch is None or cfg.train.stop_after_epoch >= 1, "train.stop_after_epoch", "must be >= 1 or None"),
         (cfg.eval.every_epochs >= 0, "eval.every_epochs", "must be >= 0"),
@@ -343,7 +367,10 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
             raise ConfigError(f"{path}: the config file failed to run ({type(exc).__name__}: {exc})") from exc
         if not callable(getattr(module, "get_config", None)):
             raise ConfigError(f"{path}: a config file must define get_config() returning a signspot.config.Config")
-        cfg = module.get_config()
+        try:
+            cfg = module.get_config()
+        except Exception as exc:
+            raise ConfigError(f"{path}: get_config() failed ({type(exc).__name__}: {exc})") from exc
         if not isinstance(cfg, Config):
             raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, expected signspot.config.Config")
         try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import List, Mapping
@@ -63,7 +64,13 @@ class DecodeSettings:
         margin = self.background_margin
         if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating, np.integer)):
             raise DecodeSettingsError(f"DecodeSettings.background_margin must be a number, got {margin!r}")
-        object.__setattr__(self, "background_margin", float(margin))
+        try:
+            value = float(margin)
+        except OverflowError:  # an int beyond float's range
+            value = math.inf
+        if not math.isfinite(value):
+            raise DecodeSettingsError(f"DecodeSettings.background_margin must be a finite number, got {margin!r}")
+        object.__setattr__(self, "background_margin", value)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

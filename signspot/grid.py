@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError
+from .config import ConfigError, load_config
 from .formats.errors import SignspotError
 
 __all__ = ["GRID_NEG_PROBS", "SPLIT_FOLDS", "GridError", "count_folds", "grid_runs", "neg_tag", "train_grid"]
@@ -100,6 +100,11 @@ def train_grid(
         launcher = [sys.executable]
     results = []
     runs = grid_runs(folds_root, out, splits=splits, neg_probs=neg_probs, exclude_folds=exclude_folds)
+    for run in runs:  # every run's config checked before the first one starts (a bad neg_prob fails now)
+        try:
+            load_config(str(config), list(run["overrides"]) + list(overrides))
+        except ConfigError as exc:
+            raise ConfigError(f"run {run['run_dir']}: {exc}") from None
     for number, run in enumerate(runs, 1):
         command = launcher + [str(main_py), "--config", str(config)]
         for item in list(run["overrides"]) + list(overrides):

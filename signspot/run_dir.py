@@ -111,14 +111,23 @@ class RunDir:
     def read_history(self) -> List[dict]:
         if not self.history_path.is_file():
             return []
+        try:
+            text = self.history_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise RunDirError(f"{self.history_path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                              "the run's history is damaged") from None
         rows = []
-        for number, line in enumerate(self.history_path.read_text().splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise RunDirError(f"{self.history_path}: line {number} is not JSON ({exc})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("epoch", 0), int):
+                raise RunDirError(f"{self.history_path}: line {number} is not an epoch's record "
+                                  f"(a JSON object with an integer 'epoch'): {line[:80]!r}")
+            rows.append(row)
         return rows
 
     def write_history(self, rows: Sequence[dict]) -> None:

@@ -16,14 +16,21 @@ averages their score files) and decodes with the same settings
   and rerun with ``--boxes`` to correct one);
 * with ``save_scores``: ``scores/<video>/frame_scores.pkl``, the per-frame ensemble.
 
-Each video's result is kept in ``videos/<video>.json`` when it is done; a rerun with the
-same checkpoints, decode settings and video file skips it, and the summary files are
-rewritten from all results. Memory: the frames of one batch of windows plus, per
+Each video's result is kept in ``videos/<video>.json`` when it is done, and
+``videos/index.json`` holds the file name each video got, over every run into the
+folder (so ``a b.mp4`` of one run and ``a_b.mp4`` of a later one never share a file).
+A rerun with the same checkpoints, decode settings and video file skips it, and the
+summary files are rewritten from the results of every video in the folder, not only
+this call's: ``boxes.json`` keeps every video's box, ``predictions.pkl`` and
+``spotted.csv`` every video spotted with this call's checkpoints and settings (the
+others are named). A folder holding such files that spot.py did not write is refused.
+Memory: the frames of one batch of windows plus, per
 checkpoint, the per-frame scores of the video being scored (~2 kB per frame).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -55,6 +62,34 @@ def sign_scores(scores: np.ndarray, fps: float, intervals: Sequence[Sequence[int
         frames = (ms >= start) & (ms <= end)
         out.append(float(scores[frames, cls].mean()) if frames.any() else 0.0)
     return out
+
+
+SUMMARY_FILES = ("predictions.pkl", "spotted.csv", "boxes.json")
+
+
+def _read_index(out: Path) -> dict:
+    """``{video: stem}`` of every video spotted into ``out`` before; refuses a folder spot.py did not write."""
+    index_path = out / "videos" / "index.json"
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))["videos"]
+            if not (isinstance(index, dict) and all(isinstance(v, str) for v in index.values())):
+                raise ValueError("not {video: stem}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SpotError(f"{index_path}: damaged ({exc}); move the folder aside or choose another --out") from None
+        return index
+    legacy = {}  # a folder of an earlier version: its results name their videos
+    for done in sorted((out / "videos").glob("*.json")) if (out / "videos").is_dir() else ():
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            legacy[json.loads(done.read_text(encoding="utf-8"))["video"]] = done.stem
+    if legacy:
+        return legacy
+    if out.is_dir():
+        foreign = [name for name in SUMMARY_FILES if (out / name).exists()] + sorted(p.name for p in out.glob("*.eaf"))
+        if foreign:
+            raise SpotError(f"{out}: holds {foreign[0]} (and {len(foreign) - 1} more of spot.py's file names), "
+                            "which spot.py did not write; choose another --out")
+    return {}
 
 
 def _file_identity(path: Path) -> dict:
@@ -112,7 +147,7 @@ def spot_videos(
     from .formats.elan import write_eaf
     from .formats.gt import save_intervals_pkl
     from .formats.scores import save_frame_scores
-    from .formats.vocabulary import as_vocabulary, gloss_of
+    from .formats.vocabulary import as_vocabulary, check_name, gloss_of
     from .inference import InferenceError, find_checkpoints, load_inference_model
     from .runtime import RuntimeSetupError, setup_runtime
     from .scoring import equal_head_weights, score_videos_with_models
@@ -124,9 +159,11 @@ def spot_videos(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SpotError(f"{out}: --out exists and is not a folder")
+    check_name(tier, "--tier")  # every input is checked before the first frame is read
+    index = _read_index(out)
     settings = DecodeSettings.load_json(decode_config) if decode_config else DecodeSettings()
     glosses = as_vocabulary(vocabulary)
-    paths = find_video_files(videos, VIDEO_EXTENSIONS + (".webm", ".mpg", ".mpeg", ".m4v", ".wmv"))
+    paths = find_video_files(videos, VIDEO_EXTENSIONS)
     checkpoint_paths = find_checkpoints(checkpoints)
     loaded = [(p, *load_inference_model(p)) for p in checkpoint_paths]
     specs = {(spec.window, spec.resize, spec.crop, spec.num_classes) for _, _, spec in loaded}
@@ -154,8 +191,13 @@ def spot_videos(
         runtime.shutdown()
         raise SpotError("spot.py runs in one process; for several GPUs use the frame-store path with torchrun")
     models = [model.to(runtime.device) for _, model, _ in loaded]
-    stems = safe_file_stems(sorted(paths))
+    new_stems = safe_file_stems(sorted(set(paths) - set(index)), taken=index.values())
+    index.update(new_stems)
+    stems = index
     results_dir = out / "videos"
+    if new_stems:  # the names are taken before any file is written under them
+        with atomic_write(results_dir / "index.json", "w") as f:
+            json.dump({"videos": index}, f, indent=1, sort_keys=True)
     results: dict = {}
     try:
         for number, video in enumerate(sorted(paths), 1):
@@ -199,20 +241,32 @@ def spot_videos(
     finally:
         runtime.shutdown()
 
-    predictions = {video: results[video]["intervals"] for video in sorted(results)}
+    # the summaries cover every video of the folder: earlier calls' results too
+    every = dict(results)
+    for video, stem in index.items():
+        done = results_dir / f"{stem}.json"
+        if video not in every and done.is_file():
+            every[video] = json.loads(done.read_text())
+    current = {video: r for video, r in every.items() if r["identity"]["run"] == run_key}
+    other = sorted(set(every) - set(current))
+    if other:
+        log(f"note: {len(other)} video(s) in {out} were spotted with other checkpoints or settings and are left out "
+            f"of predictions.pkl and spotted.csv (e.g. {', '.join(other[:3])}); name them in --videos to redo them")
+    predictions = {video: current[video]["intervals"] for video in sorted(current)}
     save_intervals_pkl(predictions, out / "predictions.pkl")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["video", "class", "gloss", "start_ms", "end_ms", "score"])
-    for video in sorted(results):
-        for (cls, start, end), score in zip(results[video]["intervals"], results[video]["scores"]):
+    for video in sorted(current):
+        for (cls, start, end), score in zip(current[video]["intervals"], current[video]["scores"]):
             writer.writerow([video, cls, gloss_of(cls, glosses), start, end, f"{score:.4f}"])
     with atomic_write(out / "spotted.csv", "w") as f:
         f.write(buffer.getvalue())
     with atomic_write(out / "boxes.json", "w") as f:
-        f.write("{\n" + ",\n".join(f"  {json.dumps(v)}: {json.dumps(chosen_boxes[v][0])}" for v in sorted(results))
-                + "\n}\n")
+        f.write("{\n" + ",\n".join(f"  {json.dumps(v)}: {json.dumps(every[v]['identity']['box'])}"
+                                    for v in sorted(every)) + "\n}\n")
     n_signs = sum(len(r["intervals"]) for r in results.values())
-    log(f"wrote {out}: predictions.pkl, spotted.csv, boxes.json and {len(results)} ELAN file(s) ({n_signs} signs)")
+    log(f"wrote {out}: predictions.pkl, spotted.csv ({len(current)} videos), boxes.json ({len(every)}) and "
+        f"{len(results)} ELAN file(s) of this call ({n_signs} signs)")
     return {"out": str(out), "videos": sorted(results), "num_signs": n_signs,
             "eaf": [str(out / f"{stems[v]}.eaf") for v in sorted(results)]}

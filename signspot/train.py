@@ -233,13 +233,15 @@ def build(cfg: Config, rt: Runtime, *, move_aside: bool = False) -> Session:
         if rt.dist.world_size == 1:  # per-process streams are re-derived per epoch anyway
             restore_rng_state(resume_ckpt["rng"])
         log(f"resumed from {run.latest}: {session.start_epoch} epoch(s), {session.iteration} iteration(s) done")
-    if is_main:  # everything checked: now the run folder is written
+    if is_main:
+        # the run's own files are inputs too: a damaged history.jsonl is refused before anything is written
+        session.history = [row for row in run.read_history() if row.get("epoch", 0) <= session.start_epoch]
+        # everything checked: now the run folder is written
         for leftover in run.remove_leftovers():
             log(f"removed {leftover} (an unfinished write of a killed run)")
         run.path.mkdir(parents=True, exist_ok=True)
         with atomic_write(run.config_path, "w") as f:
             f.write(config_to_json(cfg) + "\n")
-        session.history = [row for row in run.read_history() if row.get("epoch", 0) <= session.start_epoch]
         if cfg.io.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported only when enabled
 

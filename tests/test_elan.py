@@ -204,7 +204,7 @@ def test_rows_elan_cannot_hold_are_refused_and_nothing_is_written(tmp_path):
         write_eaf(tmp_path / "v.eaf", [[4, 0, 40]], vocabulary=VOCAB)
     with pytest.raises(VocabularyError, match="video 'b', row 0: class 7 has no gloss in vocab.txt"):
         save_intervals_eaf({"a": [[0, 0, 40]], "b": [[7, 0, 40]]}, tmp_path / "out", vocabulary=VOCAB)
-    with pytest.raises(MalformedIntervalsError, match="zero-length sign"):
+    with pytest.raises(MalformedIntervalsError, match="start_ms 40 is not before end_ms 40"):
         save_intervals_eaf({"a": [[0, 40, 40]]}, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
@@ -232,7 +232,7 @@ def test_pkl_eaf_txt_conversions_are_lossless(tmp_path, vocabulary):
 
 def test_media_dir_links_each_video_whatever_its_container(tmp_path, capsys):
     (tmp_path / "videos").mkdir()
-    for name in ("p01_n000.mp4", "p01_n001.mkv", "notes.txt"):
+    for name in ("p01_n000.mp4", "p01_n001.mkv", "notes.md"):
         (tmp_path / "videos" / name).write_bytes(b"")
     save_intervals_pkl(GT, tmp_path / "gt.pkl")
     summary = convert_main(str(tmp_path / "gt.pkl"), str(tmp_path / "videos"), to="eaf",

@@ -145,7 +145,6 @@ def test_fewer_videos_than_folds_is_an_error(data, tmp_path):
     "row, match",
     [
         ([NUM_CLASSES, 100, 300], "class 6 is outside"),
-        ([1, 300, 300], "start_ms is not before end_ms"),
         ([1, 1000, 1400], "past the video's end"),
     ],
 )

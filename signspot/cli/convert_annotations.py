@@ -23,6 +23,7 @@ from datasets.store_inputs import find_videos
 
 from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals, save_intervals_eaf, save_intervals_pkl, save_intervals_txt
+from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import CommandError, run_main
 
 KINDS = ("pkl", "txt", "eaf")
@@ -62,6 +63,7 @@ def main(
     media_dir: Optional[str] = None,
 ) -> dict:
     """Read ``source``, write it as ``to`` at ``out``; refuses to replace any file. Returns a summary."""
+    refuse_outputs_over_inputs({"--out": out}, {"--in": source, "--vocabulary": vocabulary})
     out_path = Path(out)
     kind = to or _output_kind(out_path)
     if media_dir is not None and kind != "eaf":
@@ -71,6 +73,12 @@ def main(
         raise CommandError(f"{out_path}: exists already; nothing was written (choose another --out)")
     if kind != "pkl" and out_path.exists() and not out_path.is_dir():
         raise CommandError(f"{out_path}: is a file, not a folder for <video>.{kind} files")
+    other = sorted(p.name for p in out_path.iterdir() if p.suffix.lower()[1:] in {"txt", "eaf"} - {kind}) \
+        if kind != "pkl" and out_path.is_dir() else []
+    if other:
+        raise CommandError(f"{out_path}: holds {len(other)} .{Path(other[0]).suffix[1:].lower()} file(s) already "
+                           f"(e.g. {other[0]}); .{kind} files beside them would make a folder no command reads as "
+                           "one ground truth (choose another --out)")
     existing = [video for video in data if kind != "pkl" and (out_path / f"{video}.{kind}").exists()]
     if existing:
         shown = ", ".join(f"{video}.{kind}" for video in existing[:3]) + (", ..." if len(existing) > 3 else "")

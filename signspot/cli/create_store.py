@@ -24,6 +24,7 @@ import argparse
 
 from datasets.store_writer import create_frame_store
 
+from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import CommandError, run_main
 
 
@@ -56,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(dest_dir, dataset_dir, bbox_dir, workers=None, compat=None, size=None, quality=None, skip_bad=False,
          full_frame_if_missing=False) -> dict:
+    refuse_outputs_over_inputs({"--dest_dir": dest_dir}, {"--dataset_dir": dataset_dir, "--bbox_dir": bbox_dir})
     report = create_frame_store(dest_dir, dataset_dir, bbox_dir, compat=compat, size=size, quality=quality,
                                 workers=workers, skip_bad=skip_bad, full_frame_if_missing=full_frame_if_missing)
     print(f"{report['path']}: {len(report['stored'])} videos stored, {len(report['resumed'])} already done")

@@ -20,7 +20,7 @@ from ..decode import DecodeSettings, decode_all
 from ..ensemble import ensemble_frame_scores, find_score_files
 from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals, save_intervals_pkl
-from ..formats.safe_io import atomic_write
+from ..formats.safe_io import atomic_write, refuse_outputs_over_inputs
 from ..formats.scores import SCORES_FILENAME, save_frame_scores
 from ..formats.vocabulary import load_vocabulary
 from ..metric import format_score, official_score, warn_if_no_signs
@@ -80,8 +80,13 @@ def main(
     overrides = {k: v for k, v in dict(smoothing=smoothing, min_length=min_length, merge_gap=merge_gap,
                                        background_margin=background_margin).items() if v is not None}
     settings = DecodeSettings.from_dict({**settings.to_dict(), **overrides}, "command line")
+    config_path = Path(save_decode_config or Path(out).with_name("decode_config.json")) if tune_on else save_decode_config
+    outputs = {"--out": out, "--save-decode-config": config_path, "--save-scores": save_scores}
+    inputs = {"--tune-on": tune_on, "--evaluate": evaluate, "--decode-config": decode_config, "--vocabulary": vocabulary}
+    refuse_outputs_over_inputs(outputs, inputs)
     glosses = load_vocabulary(vocabulary) if vocabulary else None
     paths = find_score_files(results_dir, exclude)
+    refuse_outputs_over_inputs(outputs, {"a score file under --results-dir": paths})
     if not paths:
         raise FileNotFoundError(
             f"{results_dir}: no {SCORES_FILENAME} or {ORIGINAL_RESULTS_FILENAME} files"
@@ -110,7 +115,6 @@ def main(
         say(format_tuning_table(rows))
         say(f"best decode settings {settings.to_dict()}: F1 {best_row['f1']:.4f} "
             f"(original decoding {original_row['f1']:.4f}, gain {best_row['f1'] - original_row['f1']:+.4f})")
-        config_path = Path(save_decode_config or Path(out).with_name("decode_config.json"))
         with atomic_write(config_path, "w") as f:
             json.dump({"settings": settings.to_dict(), "tuned_on": str(tune_on),
                        "f1": best_row["f1"], "original_f1": original_row["f1"]}, f, indent=2)

@@ -12,7 +12,7 @@ from typing import Optional
 
 from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals
-from ..formats.safe_io import atomic_write
+from ..formats.safe_io import atomic_write, refuse_outputs_over_inputs
 from ..formats.vocabulary import load_vocabulary
 from ..metric import format_report, format_score, official_score, score_report, strict_score, warn_if_no_signs
 from ._exit import CommandError, run_main
@@ -66,10 +66,20 @@ def main(
         pred = str(_pick_pkl(Path(input) / "res", "predictions.pkl"))
     if gt is None or pred is None:
         raise CommandError("give --gt and --pred, or --input DIR --output DIR")
+    refuse_outputs_over_inputs(
+        {"--json": json_path, "--output": Path(output) / "scores.txt" if output is not None else None},
+        {"--gt": gt, "--pred": pred, "--vocabulary": vocabulary},
+    )
     glosses = load_vocabulary(vocabulary) if vocabulary else None
     gt_data = load_intervals(gt, tier=tier, vocabulary=glosses)
     pred_data = load_intervals(pred, tier=tier, vocabulary=glosses)
     warn_if_no_signs(gt_data, gt)
+    if glosses is not None:
+        for source, data in ((gt, gt_data), (pred, pred_data)):
+            outside = sorted({cls for rows in data.values() for cls, _, _ in rows if cls >= len(glosses)})
+            if outside:
+                raise CommandError(f"{source}: class {outside[0]} has no gloss in {vocabulary}, which has "
+                                   f"{len(glosses)} (classes 0-{len(glosses) - 1}); is it the vocabulary of this data?")
 
     scorer = strict_score if strict else official_score
     result = scorer(gt_data, pred_data)

@@ -14,6 +14,7 @@ released checkpoint (no config) gets the original HS-I3D.
 
 import argparse
 
+from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import run_main
 
 
@@ -53,6 +54,8 @@ def parse_args(argv=None):
 def main(**options):
     from ..inference import infer_store
 
+    refuse_outputs_over_inputs({"--save_dir": options.get("save_dir")},
+                               {"--lmdb_dir": options.get("lmdb_dir"), "--checkpoint": options.get("checkpoint_dir")})
     return infer_store(**options)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from datasets.folds import make_folds
 
 from ..formats.elan import DEFAULT_TIER
+from ..formats.safe_io import refuse_outputs_over_inputs
 from ..formats.vocabulary import load_vocabulary
 from ._exit import run_main
 
@@ -48,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(train_gt, store, out_dir, val_gt=None, folds=5, new_folds=7, seed=0, num_classes=None,
          tier=DEFAULT_TIER, vocabulary=None) -> dict:
+    refuse_outputs_over_inputs({"--out": out_dir}, {"--train-gt": train_gt, "--val-gt": val_gt, "--store": store,
+                                                   "--vocabulary": vocabulary})
     glosses = load_vocabulary(vocabulary) if vocabulary else None
     if num_classes is None:
         num_classes = len(glosses) if glosses else 60

@@ -15,6 +15,7 @@ video got; correct it and rerun with --boxes). A rerun skips the videos already 
 import argparse
 
 from ..formats.elan import DEFAULT_TIER
+from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import run_main
 
 
@@ -48,6 +49,10 @@ def parse_args(argv=None):
 def main(**options) -> dict:
     from ..spot import spot_videos
 
+    refuse_outputs_over_inputs({"--out": options.get("out")}, {
+        flag: options.get(key) for flag, key in (("--videos", "videos"), ("--checkpoints", "checkpoints"),
+                                                 ("--boxes", "boxes"), ("--vocabulary", "vocabulary"),
+                                                 ("--decode-config", "decode_config"))})
     summary = spot_videos(**options)
     print(f"ELAN files ({len(summary['eaf'])}): {summary['out']}/*.eaf")
     return summary

@@ -16,7 +16,7 @@ from ..decode import DecodeSettings, decode_all
 from ..ensemble import ensemble_frame_scores, find_score_files
 from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals
-from ..formats.safe_io import safe_file_stems
+from ..formats.safe_io import refuse_outputs_over_inputs, safe_file_stems
 from ..formats.timebase import ORIGINAL_FPS
 from ..formats.vocabulary import load_vocabulary
 from ..metric import score_report
@@ -37,7 +37,8 @@ def parse_args(argv=None):
                         "files (without it they are class ids)")
     p.add_argument("--out", default="plots", help="output folder for the PNGs (default: %(default)s)")
     p.add_argument("--videos", nargs="*", help="videos to draw timelines for (default: the first --max-videos)")
-    p.add_argument("--max-videos", type=int, default=10, help="timelines drawn when --videos is not given")
+    p.add_argument("--max-videos", type=int, default=10,
+                   help="timelines drawn when --videos is not given (default 10)")
     p.add_argument("--class-names", help="older label files: JSON list / {id: name} or CSV 'id,name' (prefer "
                                          "--vocabulary)")
     p.add_argument("--exclude", nargs="*", default=[], help="patterns excluded when --scores is a folder")
@@ -61,6 +62,10 @@ def main(
 
     if vocabulary and class_names:
         raise CommandError("give --vocabulary or --class-names, not both")
+    if max_videos < 1:
+        raise CommandError(f"--max-videos {max_videos}: must be >= 1 (or name the videos with --videos)")
+    refuse_outputs_over_inputs({"--out": out}, {"--scores": scores, "--gt": gt, "--pred": pred,
+                                                "--class-names": class_names, "--vocabulary": vocabulary})
     glosses = load_vocabulary(vocabulary) if vocabulary else None
     names = glosses.names() if glosses else load_class_names(class_names)
     frame_scores = {}

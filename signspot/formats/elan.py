@@ -39,7 +39,7 @@ from pympi import Elan
 
 from .errors import SignspotError
 from .safe_io import atomic_write
-from .vocabulary import Vocabulary, class_ids, gloss_of
+from .vocabulary import Vocabulary, VocabularyError, check_name, class_ids, gloss_of
 
 __all__ = [
     "DEFAULT_TIER",
@@ -115,12 +115,14 @@ def write_eaf(
     vocabulary: Optional[Vocabulary] = None,
     scores: Optional[Sequence[float]] = None,
     tier: str = DEFAULT_TIER,
+    links_from: str | os.PathLike | None = None,
 ) -> Path:
     """Write one video's signs ``[[class, start_ms, end_ms], ...]`` as an EAF 3.0 file, atomically.
 
     ``media``: the video file to link (see the module docstring); ``vocabulary``: the
     glosses written as values (without one, the class id); ``scores``: one score per
-    row, written on the score tier; ``tier``: the sign tier's name. Raises
+    row, written on the score tier; ``tier``: the sign tier's name; ``links_from``: the folder
+    the file will live in, when it is written elsewhere first (the relative media link). Raises
     :class:`EafError` for a row that is not three ints with ``class >= 0`` and
     ``0 <= start < end`` (ELAN has no zero-length annotations), a score count that
     differs from the rows or a score that is not finite, and
@@ -136,8 +138,10 @@ def write_eaf(
             raise EafError(f"{path}: {len(scores)} scores for {len(checked)} signs")
         if not all(math.isfinite(s) for s in scores):
             raise EafError(f"{path}: a score is not a finite number")
-    if not tier:
-        raise EafError(f"{path}: the tier name is empty")
+    try:
+        check_name(tier, "the tier name")  # glosses are checked by Vocabulary
+    except VocabularyError as exc:
+        raise EafError(f"{path}: {exc}") from None
 
     eaf = Elan.Eaf(author="signspot")
     eaf.remove_tier("default")
@@ -146,7 +150,7 @@ def write_eaf(
                           "FORMAT": EAF_VERSION, "xsi:noNamespaceSchemaLocation": EAF_SCHEMA_URL})
     eaf.header.update({"MEDIA_FILE": "", "TIME_UNITS": "milliseconds"})
     if media is not None:
-        _media_descriptor(eaf, Path(media), path)
+        _media_descriptor(eaf, Path(media), Path(links_from) / path.name if links_from is not None else path)
     eaf.add_linguistic_type(GLOSS_TYPE)
     eaf.add_tier(tier, ling=GLOSS_TYPE)
     score_tier = score_tier_name(tier)
@@ -188,7 +192,12 @@ def read_eaf_annotations(path: str | os.PathLike, *, tier: str = DEFAULT_TIER) -
     units = "milliseconds" if header is None else header.get("TIME_UNITS", "milliseconds")
     if units != "milliseconds":
         raise EafError(f"{path}: TIME_UNITS is {units!r}; only milliseconds are read (save the file again in ELAN)")
-    tiers = {element.get("TIER_ID"): element for element in root.iter("TIER")}
+    tiers = {}
+    for element in root.iter("TIER"):
+        if element.get("TIER_ID") in tiers:
+            raise EafError(f"{path}: two tiers are named {element.get('TIER_ID')!r}; a tier's name is its identity "
+                           "(rename one in ELAN)")
+        tiers[element.get("TIER_ID")] = element
     if tier not in tiers:
         has = ", ".join(repr(t) for t in tiers) if tiers else "none"
         raise EafError(f"{path}: no tier {tier!r}; the tiers it has: {has} (choose one with --tier)")

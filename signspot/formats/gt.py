@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional
 
 from .elan import DEFAULT_TIER, read_eafs, write_eaf
 from .errors import SignspotError
-from .safe_io import atomic_dump_pickle, atomic_write, safe_file_stems, safe_pickle_load
+from .safe_io import atomic_dump_pickle, atomic_write, safe_file_stems, safe_pickle_load, staged_folder
 from .vocabulary import Vocabulary, VocabularyError, as_vocabulary
 
 __all__ = [
@@ -55,16 +55,20 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def validate_intervals(
-    data, source: str, *, num_classes: Optional[int] = None, allow_empty_interval: bool = True
-) -> Intervals:
+MAX_MS = 2**53  # times at or past this (285,000 years) are refused: no float or int64 arithmetic overflows
+MAX_CLASS = 2**31
+
+
+def validate_intervals(data, source: str, *, num_classes: Optional[int] = None) -> Intervals:
     """Check the structure and return a clean copy with plain Python ints.
 
     Rows may be lists, tuples or a numpy ``(n, 3)`` array, their values Python or numpy
     ints. Raises :class:`MalformedIntervalsError` naming ``source``, the video and the row
     for: a non-dict, a non-string key, a row that is not three ints, a negative
-    time, start > end (or start == end when ``allow_empty_interval`` is False),
-    or a class outside ``[0, num_classes)`` when ``num_classes`` is given.
+    time or one past :data:`MAX_MS`, ``start >= end`` (a sign lasts at least one
+    millisecond: the one rule of every reader and writer, as ELAN has no zero-length
+    annotations and such a sign could never be matched), or a class outside
+    ``[0, num_classes)`` (``[0, MAX_CLASS)`` without ``num_classes``).
     """
     if not isinstance(data, dict):
         raise MalformedIntervalsError(
@@ -88,10 +92,13 @@ def validate_intervals(
             cls, start, end = (int(v) for v in row)
             if start < 0 or end < 0:
                 raise MalformedIntervalsError(f"{where}: negative time")
-            if start > end or (start == end and not allow_empty_interval):
-                raise MalformedIntervalsError(f"{where}: start_ms {start} is not before end_ms {end}")
-            if cls < 0 or (num_classes is not None and cls >= num_classes):
-                bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+            if start >= MAX_MS or end >= MAX_MS:
+                raise MalformedIntervalsError(f"{where}: a time past {MAX_MS} ms is not a time in a video")
+            if start >= end:
+                raise MalformedIntervalsError(f"{where}: start_ms {start} is not before end_ms {end} "
+                                              "(a sign lasts at least 1 ms)")
+            if cls < 0 or cls >= (num_classes if num_classes is not None else MAX_CLASS):
+                bound = f"[0, {num_classes if num_classes is not None else MAX_CLASS})"
                 raise MalformedIntervalsError(f"{where}: class {cls} is outside {bound}")
             out_rows.append([cls, start, end])
         clean[video] = out_rows
@@ -189,12 +196,12 @@ def _check_file_names(clean: Intervals, folder: Path) -> None:
 def save_intervals_txt(data: Intervals, folder: str | os.PathLike) -> None:
     """Write one ``<video>.txt`` per video with ``class,start_ms,end_ms`` lines."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     clean = validate_intervals(data, str(folder))
     _check_file_names(clean, folder)
-    for video, rows in clean.items():
-        with atomic_write(folder / f"{video}.txt", "w") as f:
-            f.writelines(f"{c},{s},{e}\n" for c, s, e in rows)
+    with staged_folder(folder) as staging:  # all files or none
+        for video, rows in clean.items():
+            with atomic_write(staging / f"{video}.txt", "w") as f:
+                f.writelines(f"{c},{s},{e}\n" for c, s, e in rows)
 
 
 def save_intervals_eaf(
@@ -209,26 +216,23 @@ def save_intervals_eaf(
 
     The signs go on tier ``tier`` with their glosses (``vocabulary``; without one, the
     class ids) as values; ``media[video]``, when given, is the video file each .eaf
-    links. Every row is checked before anything is written: a zero-length sign
-    (ELAN has no zero-length annotations) or a class without a gloss is an error.
+    links. Every row is checked before anything is written: a row
+    :func:`validate_intervals` refuses or a class without a gloss is an error.
     """
     folder = Path(folder)
     vocabulary = as_vocabulary(vocabulary)
     clean = validate_intervals(data, str(folder))
     _check_file_names(clean, folder)
     for video, rows in clean.items():
-        for i, (cls, start, end) in enumerate(rows):
-            if start == end:
-                raise MalformedIntervalsError(
-                    f"{folder}: video {video!r}, row {i} ({[cls, start, end]}): a zero-length sign cannot be an ELAN "
-                    "annotation"
-                )
+        for i, (cls, _, _) in enumerate(rows):
             if vocabulary is not None and cls >= len(vocabulary):
                 raise VocabularyError(
                     f"{folder}: video {video!r}, row {i}: class {cls} has no gloss in {vocabulary.source}, which has "
                     f"{len(vocabulary)} (classes 0-{len(vocabulary) - 1}); add the missing glosses to it"
                 )
-    folder.mkdir(parents=True, exist_ok=True)
     media = media or {}
-    return [write_eaf(folder / f"{video}.eaf", rows, media=media.get(video), vocabulary=vocabulary, tier=tier)
-            for video, rows in clean.items()]
+    with staged_folder(folder) as staging:  # all files or none
+        for video, rows in clean.items():
+            write_eaf(staging / f"{video}.eaf", rows, media=media.get(video), vocabulary=vocabulary, tier=tier,
+                      links_from=folder)
+    return [folder / f"{video}.eaf" for video in clean]

@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Mapping
@@ -30,9 +31,12 @@ from .errors import SignspotError
 __all__ = [
     "UnsafePickleError",
     "NotAPickleError",
+    "OutputIsInputError",
+    "refuse_outputs_over_inputs",
     "RestrictedUnpickler",
     "allowed_globals",
     "atomic_write",
+    "staged_folder",
     "atomic_dump_pickle",
     "safe_pickle_load",
     "safe_pickle_loads",
@@ -133,15 +137,16 @@ def safe_pickle_load(path: str | os.PathLike, *, allow_numpy: bool = False, extr
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def safe_file_stems(names) -> dict:
+def safe_file_stems(names, taken=()) -> dict:
     """``{name: stem}``: a file-name stem for each name taken from data (a video name, ...).
 
     Anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_`` and leading dots
     go, so no stem can leave its folder (``/../../x``) or hide; stems are at most 120
-    characters. Names that sanitise alike get ``-2``, ``-3``, ... in the order given.
+    characters. Names that sanitise alike get ``-2``, ``-3``, ... in the order given;
+    ``taken``: stems already in use (by an earlier run into the same folder), never given.
     """
     stems: dict = {}
-    taken: set = set()
+    taken = {stem.lower() for stem in taken}
     for name in names:
         base = _UNSAFE_CHARS.sub("_", str(name)).lstrip(".")[:120] or "_"
         stem, n = base, 1
@@ -151,6 +156,41 @@ def safe_file_stems(names) -> dict:
         taken.add(stem.lower())
         stems[name] = stem
     return stems
+
+
+class OutputIsInputError(SignspotError, ValueError):
+    """An output path that names one of the command's own inputs."""
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_outputs_over_inputs(outputs: Mapping, inputs: Mapping) -> None:
+    """Refuse a command whose output path is one of its input paths, before anything is read.
+
+    ``outputs`` and ``inputs`` map a flag (``"--out"``) to a path, a list of paths or None.
+    Writing predictions over the ground truth they are then scored against, or a score
+    JSON over the predictions just read, would destroy the input and give a wrong result
+    with exit status 0; links and relative spellings of one file are caught too.
+    """
+    def pairs(flags: Mapping):
+        for flag, value in flags.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            yield from ((flag, Path(v)) for v in values if v is not None and str(v) != "")
+
+    for out_flag, out_path in pairs(outputs):
+        for in_flag, in_path in pairs(inputs):
+            if _same_path(out_path, in_path):
+                raise OutputIsInputError(
+                    f"{out_path}: {out_flag} is also {in_flag}; writing it would destroy that input "
+                    f"(choose another {out_flag})"
+                )
 
 
 def current_umask() -> int:
@@ -177,10 +217,44 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a full disk or a failing device: say which file was being written
+            raise OSError(exc.errno, f"{exc.strerror} while writing", str(path)) from exc
         raise
+
+
+@contextlib.contextmanager
+def staged_folder(dest: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``dest`` for a set of files; on success they all land in ``dest`` at once.
+
+    A new ``dest`` is the temporary folder renamed; into an existing one each file is
+    linked under its name (never replacing a file there; a clash is
+    :class:`FileExistsError` before any file moves). On any exception, a full disk
+    included, the temporary folder goes and ``dest`` is as it was: no folder that
+    looks like a complete output of fewer files.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        yield tmp
+        if not dest.exists():
+            os.chmod(tmp, 0o777 & ~current_umask())
+            os.rename(tmp, dest)
+            return
+        names = sorted(p.name for p in tmp.iterdir())
+        clash = [name for name in names if (dest / name).exists()]
+        if clash:
+            raise FileExistsError(f"{dest / clash[0]}: exists already ({len(clash)} of the {len(names)} files "
+                                  "to write do); nothing was written")
+        for name in names:
+            os.link(tmp / name, dest / name)  # fails rather than replace a file made meanwhile
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_dump_pickle(obj, path: str | os.PathLike) -> None:

@@ -1,6 +1,7 @@
 """The vocabulary: the gloss each class id stands for.
 
-A vocabulary file is UTF-8 text with one gloss per line::
+A vocabulary file is UTF-8 text (a byte-order mark at its start is allowed and
+dropped) with one gloss per line::
 
     # greetings
     HELLO
@@ -13,7 +14,9 @@ k, so HELLO is class 0 and THANK-YOU class 2. Blank lines and lines whose first
 non-space character is ``#`` are skipped, so comments and spacing never shift the
 ids; a ``#`` later in a line is part of the gloss. Spaces around a gloss are
 dropped. A gloss may appear only once: a duplicate is an error naming the file
-and the line numbers.
+and the line numbers. Lines end at ``\n`` (``\r\n`` too) and nowhere else: a gloss
+holding another line or paragraph separator (U+2028, U+0085, ...) or any control
+character is an error naming the line, never two glosses that shift every later id.
 
 Without a vocabulary a class is shown by its id: class 7 is the gloss ``"7"``, and
 reading annotations takes each value as a class id.
@@ -37,6 +40,7 @@ __all__ = [
     "as_vocabulary",
     "gloss_of",
     "class_ids",
+    "check_name",
 ]
 
 
@@ -52,7 +56,7 @@ class Vocabulary:
     """Glosses in class order: ``glosses[k]`` is class ``k``; ``source`` names the file in messages."""
 
     def __init__(self, glosses: Sequence[str], source: str = "the vocabulary"):
-        self.glosses = tuple(glosses)
+        self.glosses = tuple(check_name(g, f"{source}: gloss {k}") for k, g in enumerate(glosses))
         self.source = source
         self._ids = {gloss: k for k, gloss in enumerate(self.glosses)}
         if len(self._ids) != len(self.glosses):
@@ -83,6 +87,19 @@ class Vocabulary:
 
 
 _COMMENT = re.compile(r"^\s*(#|$)")
+# C0 and C1 controls, line and paragraph separators, XML's forbidden code points
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def check_name(text: str, what: str) -> str:
+    """``text`` if it can name a gloss or an ELAN tier: not empty, no control character; else VocabularyError."""
+    if not isinstance(text, str) or not text.strip():
+        raise VocabularyError(f"{what} is empty")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise VocabularyError(f"{what} {text!r} holds the control character U+{ord(bad.group()):04X}, which "
+                              "no ELAN file can hold and line-based tools split on; remove it")
+    return text
 
 
 def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
@@ -91,12 +108,14 @@ def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: vocabulary file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of line 1
     except UnicodeDecodeError:
         raise VocabularyError(f"{path}: not a UTF-8 text file (a vocabulary is one gloss per line)") from None
     lines: Dict[str, list] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
         if not _COMMENT.match(line):
+            check_name(line.strip(), f"{path}: line {lineno}: the gloss")
             lines.setdefault(line.strip(), []).append(lineno)
     repeated = [f"{gloss!r} on lines {', '.join(map(str, numbers))}" for gloss, numbers in lines.items()
                 if len(numbers) > 1]
