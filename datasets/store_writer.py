@@ -8,6 +8,7 @@ key, so a rerun after an interruption skips them; the directory is renamed to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -227,15 +228,27 @@ class _Writer:
         self.env = lmdb.open(str(path), map_size=_INITIAL_MAP_SIZE, subdir=True, sync=False, metasync=False,
                              readahead=False, meminit=False, max_dbs=0)
 
+    @contextlib.contextmanager
+    def _named_errors(self):
+        """LMDB's own errors (a full disk: ``lmdb.DiskError``) as one line naming the store."""
+        try:
+            yield
+        except lmdb.MapFullError:
+            raise
+        except lmdb.Error as exc:
+            raise FrameStoreError(f"{self.path}: writing the store failed ({type(exc).__name__}: {exc}); is the "
+                                  "disk full? Free space and run the same command again: finished videos are kept") from None
+
     def put_many(self, items: Sequence[Tuple[bytes, bytes]]) -> None:
         while True:
             try:
-                with self.env.begin(write=True) as txn:
+                with self._named_errors(), self.env.begin(write=True) as txn:
                     for key, value in items:
                         txn.put(key, value)
                 return
             except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                with self._named_errors():
+                    self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
     def get(self, key: bytes) -> Optional[bytes]:
         with self.env.begin() as txn:
@@ -243,7 +256,7 @@ class _Writer:
 
     def _delete_frames_from(self, video: str, first: int) -> None:
         prefix = f"{_FRAME_PREFIX}{video}/".encode()
-        with self.env.begin(write=True) as txn:
+        with self._named_errors(), self.env.begin(write=True) as txn:
             cursor = txn.cursor()
             if cursor.set_range(_frame_key(video, first)):
                 while cursor.key().startswith(prefix):
@@ -258,9 +271,11 @@ class _Writer:
         # Frames beyond the count (left from an older interrupted attempt) are removed,
         # then the data is flushed before the meta key marks the video complete.
         self._delete_frames_from(video, int(meta["num_frames"]))
-        self.env.sync(True)
+        with self._named_errors():
+            self.env.sync(True)
         self.put_many([(_meta_key(video), json.dumps(meta).encode())])
-        self.env.sync(True)
+        with self._named_errors():
+            self.env.sync(True)
 
     def completed(self) -> Dict[str, dict]:
         done = {}
@@ -275,8 +290,11 @@ class _Writer:
         return done
 
     def close(self) -> None:
-        self.env.sync(True)
-        self.env.close()
+        try:
+            with self._named_errors():
+                self.env.sync(True)
+        finally:
+            self.env.close()
 
 
 def _default_workers() -> int:

@@ -159,7 +159,7 @@ class TimeHead(nn.Module):
 class HSI3D(nn.Module):
     """Hierarchical I3D sign spotter.
 
-    Input: clips (B, T, C, H, W) with T divisible by 8 and H, W >= 32 (the
+    Input: clips (B, T, C, H, W) with T divisible by 8 and H, W >= 1 (the
     original used T = 32, 224 x 224 RGB scaled to x / 255 - 0.5).
     Output: ``{"x4": (B, T/8, K), "x8": (B, T/4, K), "x16": (B, T/2, K),
     "x32": (B, T, K), "x": (B, T, K)}`` logits, K = num_classes + 1 (background last).
@@ -171,7 +171,6 @@ class HSI3D(nn.Module):
     """
 
     TEMPORAL_STRIDE = 8  # clip lengths are multiples of this (the coarsest head has T/8 steps)
-    MIN_SIZE = 32  # the smallest crop side: the backbone halves it five times
 
     def __init__(self, *, num_classes: int = 60, width: float = 1.0, dropout: float = 0.5) -> None:
         super().__init__()
@@ -214,8 +213,8 @@ class HSI3D(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"expected clips (B, T, C, H, W), got shape {tuple(x.shape)}")
         steps = x.shape[1]
-        if steps % 8 != 0:
-            raise ValueError(f"the clip length T must be divisible by 8, got T={steps}")
+        if steps % self.TEMPORAL_STRIDE != 0:
+            raise ValueError(f"the clip length T must be divisible by {self.TEMPORAL_STRIDE}, got T={steps}")
         x = x.transpose(1, 2)  # (B, C, T, H, W)
         f5, x8, x16, x32 = self.backbone_model(x)
         out: dict[str, torch.Tensor] = {}

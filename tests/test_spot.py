@@ -183,3 +183,73 @@ def test_spot_bad_input_is_one_line(videos, checkpoint_path, tmp_path):  # noqa:
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert last.startswith("error:") and (expected in last or expected == "no box" and "no box for video" in last), last
     assert not (tmp_path / "out" / "predictions.pkl").exists()
+
+
+# ------------------------------------------------------------------ the second probe: reruns into one folder
+def test_a_later_run_never_takes_an_earlier_runs_file_names(videos, checkpoint_path, tmp_path):  # noqa: F811
+    import shutil
+
+    out, clips = tmp_path / "spotted", tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(videos / "videos" / "mid_video.mp4", clips / "a b.mp4")
+    shutil.copy(videos / "videos" / "short_video.mp4", clips / "a_b.mp4")
+    common = dict(box="full", workers=0, progress=False, log=_quiet)
+    first = spot_videos([clips / "a b.mp4"], [checkpoint_path], out, **common)
+    eaf_of_first = Path(first["eaf"][0]).read_bytes()
+    second = spot_videos([clips / "a_b.mp4"], [checkpoint_path], out, **common)
+    assert first["eaf"] != second["eaf"]
+    assert Path(first["eaf"][0]).read_bytes() == eaf_of_first  # not overwritten
+    assert set(load_intervals(out / "predictions.pkl")) == {"a b", "a_b"}
+
+
+def test_rerunning_one_video_keeps_every_other_videos_results(videos, checkpoint_path, tmp_path):  # noqa: F811
+    out = tmp_path / "spotted"
+    common = dict(workers=0, progress=False, log=_quiet)
+    spot_videos([videos / "videos"], [checkpoint_path], out, boxes=str(videos / "boxes.json"), **common)
+    predictions = load_intervals(out / "predictions.pkl")
+    rows = (out / "spotted.csv").read_text().splitlines()
+    boxes = json.loads((out / "boxes.json").read_text())
+    boxes["mid_video"] = [2, 2, 40, 40]  # a hand correction of one video, then a rerun of that video alone
+    (tmp_path / "corrected.json").write_text(json.dumps(boxes))
+    spot_videos([videos / "videos" / "mid_video.mp4"], [checkpoint_path], out, boxes=str(tmp_path / "corrected.json"),
+                **common)
+    assert json.loads((out / "boxes.json").read_text()) == boxes
+    after = load_intervals(out / "predictions.pkl")
+    assert set(after) == set(predictions) and after["long_video"] == predictions["long_video"]
+    kept = [row for row in rows if not row.startswith("mid_video,")]
+    assert [row for row in (out / "spotted.csv").read_text().splitlines() if not row.startswith("mid_video,")] == kept
+
+
+def test_spot_refuses_a_folder_holding_files_it_did_not_write(videos, checkpoint_path, tmp_path):  # noqa: F811
+    from signspot.spot import SpotError
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "predictions.pkl").write_bytes(b"the user's own predictions")
+    with pytest.raises(SpotError, match="predictions.pkl.*did not write"):
+        spot_videos([videos / "videos" / "mid_video.mp4"], [checkpoint_path], out, box="full", workers=0,
+                    progress=False, log=_quiet)
+    assert (out / "predictions.pkl").read_bytes() == b"the user's own predictions"
+
+
+def test_spot_checks_the_tier_before_reading_anything(tmp_path, checkpoint_path):  # noqa: F811
+    from signspot.formats.vocabulary import VocabularyError
+
+    with pytest.raises(VocabularyError, match="--tier is empty"):
+        spot_videos([tmp_path / "not_read_yet.mp4"], [checkpoint_path], tmp_path / "out", tier="", log=_quiet)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_glob_through_folder_links_to_itself_ends(videos, tmp_path):
+    from datasets.video_source import find_video_files
+
+    folder = tmp_path / "loop"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes((videos / "videos" / "mid_video.mp4").read_bytes())
+    os.symlink(folder, folder / "again")
+    os.symlink(folder, folder / "and_again")
+    script = (f"from datasets.video_source import find_video_files; "
+              f"print(sorted(find_video_files([{str(folder / '**' / '*.mp4')!r}], ('.mp4',))))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "['clip']", result.stderr
+    assert find_video_files([str(folder / "*.mp4")], (".mp4",)) == {"clip": folder / "clip.mp4"}

@@ -68,4 +68,5 @@ def main(dest_dir, dataset_dir, bbox_dir, workers=None, compat=None, size=None, 
 
 
 def run(argv=None):
-    return run_main(main, parse_args(argv))
+    return run_main(main, parse_args(argv),
+                    on_interrupt="the finished videos are kept; run the same command again to store the rest")

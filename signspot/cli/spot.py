@@ -59,4 +59,5 @@ def main(**options) -> dict:
 
 
 def run(argv=None):
-    return run_main(main, parse_args(argv))
+    return run_main(main, parse_args(argv),
+                    on_interrupt="the finished videos are kept; run the same command again to spot the rest")

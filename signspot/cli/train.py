@@ -39,4 +39,5 @@ def main(config=None, overrides=(), resume=None, move_aside=False) -> dict:
 
 
 def run(argv=None):
-    return run_main(main, parse_args(argv))
+    return run_main(main, parse_args(argv),
+                    on_interrupt="run the same command again: training resumes from the last finished epoch")

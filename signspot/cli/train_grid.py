@@ -57,4 +57,5 @@ def main(folds_root, out, config, splits, neg_probs, exclude_folds, overrides, n
 
 
 def run(argv=None):
-    return run_main(main, parse_args(argv))
+    return run_main(main, parse_args(argv),
+                    on_interrupt="run the same command again: finished runs are skipped, the interrupted one resumes")
