@@ -65,7 +65,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {root!r} + "/bench")
 from peak_memory import children_peak_rss_mb, own_peak_rss_mb
-from datasets.store_writer import create_frame_store
+from signspot.datasets.store_writer import create_frame_store
 if __name__ == "__main__":
     start = time.perf_counter()
     create_frame_store({dest!r}, {videos!r}, {boxes!r}, size=256, workers=1, progress=False)
@@ -122,7 +122,7 @@ def _windows_per_cpu_s(dataset, keys, batch: int, workers: int) -> tuple[float, 
     """
     from torch.utils.data import DataLoader
 
-    from datasets.windows import collate_windows
+    from signspot.datasets.windows import collate_windows
 
     extra = {"multiprocessing_context": "spawn", "prefetch_factor": 2} if workers else {}
     loader = DataLoader(_Stamped(dataset), batch_size=batch, sampler=keys, collate_fn=collate_windows,
@@ -142,10 +142,10 @@ def bench_loader(tmp: Path, quick: bool) -> list[dict]:
     import cv2
     import torch
 
-    from datasets.frame_store import FrameStore, _frame_key
-    from datasets.store_writer import create_frame_store
-    from datasets.transforms import TrainClipTransform
-    from datasets.windows import TrainWindowDataset
+    from signspot.datasets.frame_store import FrameStore, _frame_key
+    from signspot.datasets.store_writer import create_frame_store
+    from signspot.datasets.transforms import TrainClipTransform
+    from signspot.datasets.windows import TrainWindowDataset
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

@@ -46,7 +46,7 @@ def _make_store(root: Path, lengths: list[int]) -> Path:
     import cv2
     import numpy as np
 
-    from datasets.store_writer import create_frame_store
+    from signspot.datasets.store_writer import create_frame_store
 
     videos = root / "videos"
     videos.mkdir(parents=True, exist_ok=True)
@@ -96,10 +96,10 @@ def _child(args: dict) -> dict:
     if args["model"] == "import-only":
         return {"rss_main_mb": own_peak_rss_mb()}
 
-    from datasets.frame_store import FrameStore
-    from datasets.transforms import EvalClipTransform
-    from datasets.windows import window_starts
-    from models import build_model
+    from signspot.datasets.frame_store import FrameStore
+    from signspot.datasets.transforms import EvalClipTransform
+    from signspot.datasets.windows import window_starts
+    from signspot.models import build_model
     from signspot.runtime import fix_malloc_mmap_threshold, setup_runtime
     from signspot.scoring import score_videos
 

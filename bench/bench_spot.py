@@ -55,8 +55,8 @@ def _video(path: Path, frames: int, size=(96, 72)) -> Path:
 def _checkpoints(folder: Path, k: int) -> list:
     import torch
 
-    from models import build_model
     from signspot.config import Config, config_to_dict
+    from signspot.models import build_model
 
     cfg = Config()
     cfg.model.name, cfg.data.num_classes = "hs_i3d_tiny", CLASSES
@@ -75,7 +75,7 @@ def _checkpoints(folder: Path, k: int) -> list:
 def one_pass_vs_k_runs(root: Path, k: int, frames: int) -> dict:
     import json as _json
 
-    from datasets.store_writer import create_frame_store
+    from signspot.datasets.store_writer import create_frame_store
     from signspot.inference import infer_store
 
     (root / "videos").mkdir(parents=True)
@@ -102,8 +102,8 @@ def _data_path_seconds(store_path: Path) -> float:
     """One pass of the frames through read + decode + transform + windows, with a network that costs nothing."""
     import torch
 
-    from datasets.frame_store import FrameStore
-    from datasets.transforms import EvalClipTransform
+    from signspot.datasets.frame_store import FrameStore
+    from signspot.datasets.transforms import EvalClipTransform
     from signspot.runtime import setup_runtime
     from signspot.scoring import score_videos
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_data(root: Path, *, videos: int, frames: int, size: int, store_size: int, num_classes: int) -> None:
     """A small frame store and fold CSVs: noisy frames with coloured blocks as signs."""
-    from datasets.store_writer import create_frame_store
+    from signspot.datasets.store_writer import create_frame_store
 
     rng = np.random.default_rng(0)
     (root / "videos").mkdir(parents=True)
@@ -60,8 +60,8 @@ def make_data(root: Path, *, videos: int, frames: int, size: int, store_size: in
 
 def _model_step_rate(name: str, batch: int, window: int, crop: int, num_classes: int, device: str,
                      amp_dtype, steps: int) -> float:
-    from models import build_model
     from signspot.losses import head_losses, weighted_total
+    from signspot.models import build_model
 
     model = build_model(name, num_classes=num_classes).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)

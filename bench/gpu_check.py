@@ -218,9 +218,9 @@ class Agreement:
         self._model = self._reference = None
 
     def _setup(self):
-        from datasets.frame_store import FrameStore
-        from datasets.transforms import EvalClipTransform, normalize_clip
-        from models import build_model, recalibrate_batchnorm
+        from signspot.datasets.frame_store import FrameStore
+        from signspot.datasets.transforms import EvalClipTransform, normalize_clip
+        from signspot.models import build_model, recalibrate_batchnorm
 
         sz = self.sz
         self.store = FrameStore(self.root / "store")
@@ -284,7 +284,7 @@ def forward_rate(model, clip: torch.Tensor, runtime, sz: Sizes) -> tuple[float, 
 
 def inference_rows(table: Table) -> Callable[[], dict]:
     """Runs the fp32, bf16 and channels_last_3d rows; returns the one that runs the torch.compile row."""
-    from models import build_model
+    from signspot.models import build_model
 
     sz = table.sz
     setting = f"{sz.model} {sz.batch}x{sz.window}x3x{sz.crop}x{sz.crop}"
@@ -368,10 +368,10 @@ def ddp_step(sz: Sizes) -> dict:
 
     import torch.distributed as dist
 
-    from models import build_model
     from signspot.config import Config
     from signspot.formats.timebase import HEAD_NAMES
     from signspot.losses import head_losses, weighted_total
+    from signspot.models import build_model
 
     device = torch.device(sz.device, 0) if sz.device == "cuda" else torch.device("cpu")
     runtime = _runtime(sz, "bf16" if sz.device == "cuda" else None)

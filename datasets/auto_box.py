@@ -38,7 +38,7 @@ from typing import Iterable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from datasets.store_writer import BadVideoError
+from signspot.datasets.store_writer import BadVideoError
 from signspot.formats.errors import SignspotError
 from signspot.formats.gt import video_name
 from signspot.formats.timebase import ORIGINAL_FPS

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from datasets.frame_store import FrameStoreError
+from signspot.datasets.frame_store import FrameStoreError
 from signspot.formats.gt import video_name
 from signspot.formats.timebase import ORIGINAL_FPS
 

@@ -25,7 +25,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from datasets.frame_store import (
+from signspot.datasets.frame_store import (
     _FRAME_PREFIX,
     _META_PREFIX,
     MANIFEST_KEY,
@@ -36,7 +36,7 @@ from datasets.frame_store import (
     _frame_key,
     _meta_key,
 )
-from datasets.store_inputs import (
+from signspot.datasets.store_inputs import (
     BOX_MARGIN,
     VIDEO_EXTENSIONS,
     ConstantRateCheck,

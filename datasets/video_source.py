@@ -23,9 +23,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from datasets.frame_store import FrameStoreError
-from datasets.store_inputs import ConstantRateCheck, VariableFrameRateError, crop_box, find_videos
-from datasets.store_inputs import probe_video as read_header
+from signspot.datasets.frame_store import FrameStoreError
+from signspot.datasets.store_inputs import ConstantRateCheck, VariableFrameRateError, crop_box, find_videos
+from signspot.datasets.store_inputs import probe_video as read_header
 
 __all__ = ["VideoSource", "VideoSourceError", "find_video_files", "probe_video"]
 

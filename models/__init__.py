@@ -3,7 +3,7 @@ named variants. Loading checkpoints into them is :mod:`signspot.checkpoint`'s jo
 
 Typical use::
 
-    from models import build_model
+    from signspot.models import build_model
     model = build_model("hs_i3d", num_classes=60)
     logits = model(clips)  # clips (B, T, 3, H, W) -> {head: (B, T_head, 61)}
 """

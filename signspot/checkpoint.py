@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.registry import MODEL_VARIANTS
-from models.state import strip_prefixes, unwrap_model
+from signspot.models.registry import MODEL_VARIANTS
+from signspot.models.state import strip_prefixes, unwrap_model
 
 from .formats.errors import SignspotError
 from .formats.safe_io import NUMPY_DTYPE_CLASSES, NUMPY_GLOBALS, atomic_write

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from models.hs_i3d import HSI3D
-from models.registry import MODEL_VARIANTS
+from signspot.models.hs_i3d import HSI3D
+from signspot.models.registry import MODEL_VARIANTS
 
 from .formats.errors import SignspotError
 from .run_dir import RunDir

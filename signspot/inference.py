@@ -141,7 +141,7 @@ def load_inference_model(checkpoint_path: str | os.PathLike, *, window: int | No
     Returns ``(model, spec)`` with the model in eval mode on the CPU. ``window``
     overrides the checkpoint's window.
     """
-    from models import build_model
+    from signspot.models import build_model
 
     from .checkpoint import infer_model_config, load_checkpoint, load_model_weights
 
@@ -253,7 +253,7 @@ def infer_store(
     a video's last frames (and a video shorter than a window) get no scores; the file
     then holds each video's covered frames. The default scores every frame.
     """
-    from datasets.frame_store import FrameStore, FrameStoreError
+    from signspot.datasets.frame_store import FrameStore, FrameStoreError
 
     from .runtime import fix_malloc_mmap_threshold
 
@@ -333,7 +333,7 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
                  batch_size: int, device, amp, workers: int, flip_tta: bool, original: bool,
                  progress: bool) -> list | None:
     """Score ``group`` (checkpoints of one window and transform) in one pass; write their files."""
-    from datasets.transforms import EvalClipTransform
+    from signspot.datasets.transforms import EvalClipTransform
 
     from .formats.scores import save_frame_scores
     from .runtime import RuntimeSetupError, setup_runtime

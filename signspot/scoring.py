@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.transforms import normalize_clip
-from datasets.video_windows import StreamingWindowDataset, gather_windows
+from signspot.datasets.transforms import normalize_clip
+from signspot.datasets.video_windows import StreamingWindowDataset, gather_windows
 
 from .formats.errors import SignspotError
 from .formats.scores import as_numpy

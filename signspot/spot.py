@@ -99,8 +99,8 @@ def _file_identity(path: Path) -> dict:
 
 def _boxes_for(paths: Mapping[str, Path], boxes_path: Optional[str], box_mode: str, log) -> dict:
     """``{video: (box, how)}`` from the box file, or estimated (``auto``) or the whole frame (``full``)."""
-    from datasets.auto_box import estimate_signer_box
-    from datasets.store_inputs import load_boxes, parse_box
+    from signspot.datasets.auto_box import estimate_signer_box
+    from signspot.datasets.store_inputs import load_boxes, parse_box
 
     chosen = {}
     given = load_boxes(Path(boxes_path)) if boxes_path else None
@@ -140,8 +140,8 @@ def spot_videos(
     log=print,
 ) -> dict:
     """Spot the signs of ``videos`` (files, folders, globs) with ``checkpoints``; write into ``out``."""
-    from datasets.store_inputs import VIDEO_EXTENSIONS
-    from datasets.video_source import VideoSource, find_video_files
+    from signspot.datasets.store_inputs import VIDEO_EXTENSIONS
+    from signspot.datasets.video_source import VideoSource, find_video_files
 
     from .ensemble import FrameScoreMean
     from .formats.elan import write_eaf
@@ -181,7 +181,7 @@ def spot_videos(
         "decode": settings.to_dict(), "glosses": list(glosses.glosses) if glosses else None, "tier": tier},
         sort_keys=True).encode()).hexdigest()
 
-    from datasets.transforms import EvalClipTransform
+    from signspot.datasets.transforms import EvalClipTransform
 
     try:
         runtime = setup_runtime(device, amp, cpu_autocast=True, timeout_s=6 * 3600.0, flags=("--device", "--amp"))

@@ -94,7 +94,7 @@ class Session:
 
 # ------------------------------------------------------------------ build
 def _build_model(cfg: Config) -> torch.nn.Module:
-    from models import build_model
+    from signspot.models import build_model
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
     try:

@@ -37,7 +37,7 @@ class DataError(SignspotError, ValueError):
 
 def read_fold_csv(path: str | os.PathLike, store, num_classes: int, *, role: str) -> list:
     """Rows of a fold CSV, checked against the frame store and ``num_classes``; errors name the file."""
-    from datasets.windows import read_fold_csv as read_rows
+    from signspot.datasets.windows import read_fold_csv as read_rows
 
     path = Path(path)
     if not path.is_file():
@@ -81,7 +81,7 @@ def intervals_from_rows(rows: list, store) -> dict:
 
 
 def open_store(cfg: Config):
-    from datasets.frame_store import FrameStore
+    from signspot.datasets.frame_store import FrameStore
 
     if not cfg.data.frame_store:
         raise ConfigError("data.frame_store: not set (path of the LMDB frame store)")
@@ -185,9 +185,9 @@ def per_process_batch(batch_size: int, world_size: int) -> int:
 
 
 def build_train_loader(cfg: Config, store, rt: Runtime):
-    from datasets.samplers import ClassBalancedSampler
-    from datasets.transforms import TrainClipTransform
-    from datasets.windows import TrainWindowDataset, collate_windows
+    from signspot.datasets.samplers import ClassBalancedSampler
+    from signspot.datasets.transforms import TrainClipTransform
+    from signspot.datasets.windows import TrainWindowDataset, collate_windows
 
     if cfg.data.train_csv is None:
         raise ConfigError("data.folds_dir or data.train_csv: one must be set to find the training CSV")

@@ -48,7 +48,7 @@ def build_validation(cfg: Config, store, rt: Runtime) -> Optional[ValidationSet]
         return None
     if cfg.data.val_csv is None:
         raise ConfigError("data.folds_dir or data.val_csv: one must be set to validate (or set eval.every_epochs=0)")
-    from datasets.transforms import EvalClipTransform
+    from signspot.datasets.transforms import EvalClipTransform
 
     rows = read_fold_csv(cfg.data.val_csv, store, cfg.data.num_classes, role="val")
     videos = sorted({row["video"] for row in rows})

@@ -64,7 +64,7 @@ def fixture_state_dict() -> dict[str, torch.Tensor]:
 
 def tiny_model(num_classes: int = 60, seed: int = 0, **kwargs):
     """A seeded ``hs_i3d_tiny`` (the CPU-sized variant)."""
-    from models import build_model
+    from signspot.models import build_model
 
     torch.manual_seed(seed)
     return build_model("hs_i3d_tiny", num_classes=num_classes, **kwargs)

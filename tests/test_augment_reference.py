@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.transforms import (
+from signspot.datasets.transforms import (
     TrainClipTransform,
     hue_lut,
     normalize_clip,
@@ -211,8 +211,8 @@ def test_hue_step_turns_the_180_step_circle():
 @pytest.fixture(scope="module")
 def native_store(tmp_path_factory):
     """A store of native-size signer crops (``size=0``): two videos, crops of different sizes."""
-    from datasets.frame_store import FrameStore
-    from datasets.store_writer import create_frame_store
+    from signspot.datasets.frame_store import FrameStore
+    from signspot.datasets.store_writer import create_frame_store
 
     root = tmp_path_factory.mktemp("native")
     (root / "v").mkdir()
@@ -232,7 +232,7 @@ def native_store(tmp_path_factory):
 def test_native_size_frames_through_the_loader(native_store, tmp_path):
     """Frames of each video's own size go through the loader (frame at a time) as through
     :meth:`TrainClipTransform.apply`; the device backend gives the loader backend's bytes."""
-    from datasets.windows import TrainWindowDataset, window_indices
+    from signspot.datasets.windows import TrainWindowDataset, window_indices
 
     sizes = {native_store.read_frames(v, [0]).shape[1:3] for v in ("wide", "tall")}
     assert len(sizes) == 2 and (32, 32) not in sizes

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import auto_box
-from datasets.auto_box import (
+from signspot.datasets import auto_box
+from signspot.datasets.auto_box import (
     BURST,
     POSITIONS,
     AutoBoxError,
@@ -16,9 +16,9 @@ from datasets.auto_box import (
     full_frame_box,
     sample_starts,
 )
-from datasets.store_inputs import crop_box
-from datasets.store_writer import BadVideoError
-from datasets.synthetic import SPLITS, generate_dataset
+from signspot.datasets.store_inputs import crop_box
+from signspot.datasets.store_writer import BadVideoError
+from signspot.datasets.synthetic import SPLITS, generate_dataset
 from signspot.formats.errors import SignspotError
 
 TINY = dict(classes=4, videos_per_split=(3, 1, 2), seconds=8, size=(128, 96), signers=2, test_only_signers=1)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from models import InceptionI3d, build_model
 from signspot.checkpoint import (
     CheckpointError,
     infer_model_config,
@@ -16,6 +15,7 @@ from signspot.checkpoint import (
     load_checkpoint,
     load_model_weights,
 )
+from signspot.models import InceptionI3d, build_model
 from tests.hs_i3d_weights import manifest_entries
 from tests.hs_i3d_weights import tiny_model as _tiny
 

@@ -313,7 +313,7 @@ def test_tuning_and_evaluating_on_an_eaf_folder_equals_the_pickle(tmp_path):
 
 
 def test_make_folds_reads_eaf_ground_truth_with_its_vocabulary(tmp_path):
-    from datasets.store_writer import create_frame_store
+    from signspot.datasets.store_writer import create_frame_store
     from tests.test_folds import make_video
 
     names = [f"v{i}" for i in range(4)]

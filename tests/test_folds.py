@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.folds import FoldError, assign_folds, make_folds
-from datasets.store_writer import create_frame_store
+from signspot.datasets.folds import FoldError, assign_folds, make_folds
+from signspot.datasets.store_writer import create_frame_store
 from signspot.formats.timebase import ms_to_frame
 
 NUM_CLASSES = 6

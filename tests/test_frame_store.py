@@ -8,10 +8,10 @@ import lmdb
 import numpy as np
 import pytest
 
-import datasets.frame_store
-import datasets.store_writer as fs
-from datasets.frame_store import FrameStore, FrameStoreError, IncompleteStoreError
-from datasets.store_writer import BadVideoError, create_frame_store
+import signspot.datasets.frame_store as frame_store_module
+import signspot.datasets.store_writer as fs
+from signspot.datasets.frame_store import FrameStore, FrameStoreError, IncompleteStoreError
+from signspot.datasets.store_writer import BadVideoError, create_frame_store
 
 W, H = 64, 48
 BOX = [16, 8, 46, 38]  # 30 x 30 -> enlarged by 3 px per side -> crop [13, 5, 49, 41]
@@ -221,7 +221,7 @@ def test_video_failing_while_encoding_is_skipped_and_script_exits_nonzero(tmp_pa
     assert "bad" in str(exit_info.value.code) and "decoder gave up" in str(exit_info.value.code)
     store = FrameStore(tmp_path / "store")
     assert store.videos == ["good"] and "bad" in store.skipped
-    with datasets.frame_store._shared_env(str(tmp_path / "store"), True).begin() as txn:  # the failed video's frames were removed
+    with frame_store_module._shared_env(str(tmp_path / "store"), True).begin() as txn:  # the failed video's frames were removed
         assert txn.get(b"frame/bad/0000000") is None
         assert txn.get(b"frame/good/0000000") is not None
 

@@ -14,13 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from datasets.frame_store import FrameStore
-from datasets.store_writer import create_frame_store
-from datasets.transforms import EvalClipTransform, normalize_clip
-from datasets.video_windows import StreamingWindowDataset, gather_windows
-from datasets.windows import window_starts
-from models import HEAD_NAMES, build_model
 from signspot.config import Config, config_to_dict
+from signspot.datasets.frame_store import FrameStore
+from signspot.datasets.store_writer import create_frame_store
+from signspot.datasets.transforms import EvalClipTransform, normalize_clip
+from signspot.datasets.video_windows import StreamingWindowDataset, gather_windows
+from signspot.datasets.windows import window_starts
 from signspot.formats.scores import SCORES_FILENAME, load_frame_scores
 from signspot.inference import (
     RELEASED_SPEC,
@@ -31,6 +30,7 @@ from signspot.inference import (
     spec_from_checkpoint,
     split_name,
 )
+from signspot.models import HEAD_NAMES, build_model
 from signspot.run_dir import run_name
 
 ROOT = Path(__file__).resolve().parents[1]

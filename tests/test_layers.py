@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("signspot", "datasets", "models")
+# folder -> the name its modules are imported under (every one under signspot; see signspot/__init__.py)
+FOLDERS = {"formats": "signspot.formats", "datasets": "signspot.datasets", "models": "signspot.models",
+           "signspot": "signspot"}
+LAYER_OF_FOLDER = {"formats": 1, "datasets": 2, "models": 2, "signspot": 3}
+PACKAGES = ("signspot",)
 SCRIPTS = ["main.py", "main_results_creator_v2.py", "solution_test_creator_v2.py", *sorted(
     str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.py"))]
 
@@ -20,11 +24,11 @@ def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join([FOLDERS[parts[0]], *parts[1:]])
 
 
 def _modules() -> dict:
-    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+    return {_module_name(p): p for folder in FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))}
 
 
 def _imports(path: Path, module: str, known: set) -> set:
@@ -53,13 +57,22 @@ def _imports(path: Path, module: str, known: set) -> set:
 
 
 def _layer(module: str) -> int:
-    if module.startswith("signspot.formats"):
-        return 1
-    if module.split(".")[0] in ("datasets", "models"):
-        return 2
+    if module == "signspot":
+        return 1  # the package's __init__ holds only its version and the search path
     if module.startswith("signspot.cli"):
         return 4
-    return 3 if module != "signspot" else 1  # the package's __init__ holds only its version
+    folder = next((f for f, name in FOLDERS.items() if f != "signspot" and (module + ".").startswith(name + ".")),
+                  "signspot")
+    return LAYER_OF_FOLDER[folder]
+
+
+def test_the_folders_show_the_layers():
+    """Listing the repository shows the layers: formats/, then datasets/ and models/, then signspot/."""
+    assert all((ROOT / folder / "__init__.py").is_file() for folder in FOLDERS)
+    assert not (ROOT / "signspot" / "formats").exists()
+    for folder in FOLDERS:
+        for path in (ROOT / folder).rglob("*.py"):
+            assert LAYER_OF_FOLDER[folder] == _layer(_module_name(path)) or folder == "signspot", path
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +118,11 @@ def test_the_checker_sees_a_violation(tmp_path):
     """The parser resolves relative and absolute imports, so an upward import would be caught."""
     fake = tmp_path / "datasets" / "x.py"
     fake.parent.mkdir()
-    fake.write_text("from signspot.train import train\nfrom ..signspot.cli import demo\nimport models.state\n")
-    known = {"signspot.train", "signspot.cli", "signspot.cli.demo", "models.state", "datasets.x"}
-    found = _imports(fake, "datasets.x", known)
-    assert found == {"signspot.train", "signspot.cli", "signspot.cli.demo", "models.state"}
-    assert any(_layer(t) > _layer("datasets.x") for t in found)
+    fake.write_text("from signspot.train import train\nfrom ..cli import demo\nimport signspot.models.state\n")
+    known = {"signspot.train", "signspot.cli", "signspot.cli.demo", "signspot.models.state", "signspot.datasets.x"}
+    found = _imports(fake, "signspot.datasets.x", known)
+    assert found == {"signspot.train", "signspot.cli", "signspot.cli.demo", "signspot.models.state"}
+    assert any(_layer(t) > _layer("signspot.datasets.x") for t in found)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import HEAD_NAMES, build_model, list_models, recalibrate_batchnorm
 from signspot.checkpoint import load_model_weights
+from signspot.models import HEAD_NAMES, build_model, list_models, recalibrate_batchnorm
 from tests.hs_i3d_weights import FIXTURE_DIR, manifest_entries
 from tests.hs_i3d_weights import tiny_model as _tiny
 

@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.frame_store import FrameStore
-from datasets.store_writer import create_frame_store
-from datasets.transforms import EvalClipTransform, normalize_clip
-from models import build_model, recalibrate_batchnorm
 from signspot.checkpoint import load_model_weights
+from signspot.datasets.frame_store import FrameStore
+from signspot.datasets.store_writer import create_frame_store
+from signspot.datasets.transforms import EvalClipTransform, normalize_clip
+from signspot.models import build_model, recalibrate_batchnorm
 from signspot.runtime import setup_runtime
 from signspot.scoring import score_videos
 

@@ -112,7 +112,7 @@ def _fold_rows(n_videos: int) -> dict:
 
 
 def test_a_split_with_fewer_folds_replaces_the_old_one_whole(tmp_path):
-    from datasets.folds import FoldError, write_split
+    from signspot.datasets.folds import FoldError, write_split
 
     out = tmp_path / "folds" / "original_split"
     write_split(out, _fold_rows(8), 4, num_classes=3)
@@ -154,7 +154,7 @@ def test_txt_ground_truth_refuses_a_video_name_that_is_a_path(tmp_path):
 # ------------------------------------------------------------------ 8. a box outside the frame
 @pytest.mark.parametrize("box", [[97, 0, 300, 72], [1e300, 0, 1e308, 10], [0, 80, 50, 90], [-50, 0, -1, 10]])
 def test_a_box_wholly_outside_the_frame_is_refused(box):
-    from datasets.store_inputs import crop_box, parse_box
+    from signspot.datasets.store_inputs import crop_box, parse_box
 
     with pytest.raises(ValueError, match="outside the 96x72 frame"):
         crop_box(parse_box(box), 96, 72)
@@ -173,8 +173,8 @@ def test_original_results_written_with_torch_save_are_read(tmp_path):
 
 # ------------------------------------------------------------------ 9. a truncated data.mdb
 def test_a_truncated_store_is_named_not_a_sigbus(tmp_path):
-    from datasets.frame_store import FrameStore, FrameStoreError
-    from datasets.store_writer import create_frame_store
+    from signspot.datasets.frame_store import FrameStore, FrameStoreError
+    from signspot.datasets.store_writer import create_frame_store
     from tests.test_frame_store import make_dataset
 
     vids, bbox = make_dataset(tmp_path, {"a": 40, "b": 40})
@@ -194,8 +194,8 @@ def test_a_truncated_store_is_named_not_a_sigbus(tmp_path):
 
 # ------------------------------------------------------------------ 6. a video replaced before a resume
 def test_resume_encodes_a_replaced_video_again(tmp_path, monkeypatch):
-    import datasets.store_writer as writer
-    from datasets.frame_store import FrameStore
+    import signspot.datasets.store_writer as writer
+    from signspot.datasets.frame_store import FrameStore
     from tests.test_frame_store import make_dataset, make_video
 
     vids, bbox = make_dataset(tmp_path, {"a": 40, "b": 50})
@@ -219,7 +219,7 @@ def test_resume_encodes_a_replaced_video_again(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ weak spots: silent acceptances
 def test_a_fold_csv_reaching_past_the_video_is_refused(tmp_path, small_store):
-    from datasets.frame_store import FrameStore
+    from signspot.datasets.frame_store import FrameStore
     from signspot.train_data import DataError, read_fold_csv
 
     store = FrameStore(small_store)  # video "v": 40 frames
@@ -324,7 +324,7 @@ def _variable_rate_mp4(path: Path, frames: int = 30, slow_from: int = 10) -> Pat
 def test_a_variable_frame_rate_video_is_refused_with_how_to_convert_it(tmp_path):
     import json
 
-    from datasets.store_writer import BadVideoError, create_frame_store
+    from signspot.datasets.store_writer import BadVideoError, create_frame_store
     from tests.test_frame_store import make_video
 
     (tmp_path / "videos").mkdir()
@@ -371,7 +371,7 @@ def test_creator_workers_exit_when_their_parent_is_killed(tmp_path):
     # The parent stops reading results at the first message, so the workers fill the bounded
     # result queue and block in put(): the state a SIGKILLed parent leaves them in.
     code = ("import sys, time; sys.path.insert(0, %r)\n"
-            "import datasets.store_writer as writer\n"
+            "import signspot.datasets.store_writer as writer\n"
             "pool = writer._run_pool\n"
             "def stuck(message):\n"
             "    print('stuck', flush=True); time.sleep(600)\n"
@@ -411,8 +411,8 @@ def test_leftover_temporary_files_of_a_killed_run_are_removed_on_the_next_start(
 
 
 def test_a_checkpoint_without_config_says_which_settings_it_assumes(tmp_path, fixture_weights):
-    from models import build_model
     from signspot.inference import load_inference_model
+    from signspot.models import build_model
 
     torch.save(build_model("hs_i3d_tiny", num_classes=3).state_dict(), tmp_path / "bare.pt")
     with pytest.warns(UserWarning, match=r"bare.pt: the checkpoint stores no config.*window 32, resize 256, crop 224"):
@@ -433,7 +433,7 @@ class _Evil:
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> Path:
-    from datasets.store_writer import create_frame_store
+    from signspot.datasets.store_writer import create_frame_store
     from tests.test_frame_store import make_dataset
 
     root = tmp_path_factory.mktemp("small_store")
@@ -451,7 +451,7 @@ def _bad_inputs(root: Path, store: Path) -> dict:
     save_intervals_pkl({"v": [[0, 40, 400]]}, root / "gt.pkl")
     (root / "evil.pkl").write_bytes(pickle.dumps({"v": _Evil()}))
     (root / "junk.pt").write_bytes(b"not a checkpoint")
-    from models import build_model
+    from signspot.models import build_model
 
     torch.save({"model": build_model("hs_i3d_tiny", num_classes=3).state_dict()}, root / "ckpt.pt")
     (root / "boxes.json").write_text("{not json")

@@ -247,8 +247,8 @@ def test_conversion_refuses_to_mix_txt_and_eaf_files_in_a_folder(tmp_path):
 def test_store_creator_full_disk_is_one_line_naming_the_store(tmp_path, monkeypatch):
     import lmdb
 
-    from datasets import store_writer
-    from datasets.frame_store import FrameStoreError
+    from signspot.datasets import store_writer
+    from signspot.datasets.frame_store import FrameStoreError
     from tests.test_frame_store import make_dataset
 
     vids, boxes = make_dataset(tmp_path, {"a": 10, "b": 10})
@@ -316,9 +316,9 @@ def test_an_error_in_a_loader_worker_is_one_line(error):
 
     import torch
 
-    from datasets.frame_store import FrameStoreError
-    from datasets.store_writer import BadVideoError
     from signspot.cli._exit import run_main
+    from signspot.datasets.frame_store import FrameStoreError
+    from signspot.datasets.store_writer import BadVideoError
 
     class Refusing(torch.utils.data.Dataset):
         def __len__(self):

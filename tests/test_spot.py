@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.frame_store import FrameStore
-from datasets.store_writer import create_frame_store
-from datasets.video_source import VideoSource, VideoSourceError
+from signspot.datasets.frame_store import FrameStore
+from signspot.datasets.store_writer import create_frame_store
+from signspot.datasets.video_source import VideoSource, VideoSourceError
 from signspot.decode import decode_all
 from signspot.ensemble import ensemble_frame_scores
 from signspot.formats.elan import read_eaf_annotations, score_tier_name
@@ -241,7 +241,7 @@ def test_spot_checks_the_tier_before_reading_anything(tmp_path, checkpoint_path)
 
 
 def test_a_glob_through_folder_links_to_itself_ends(videos, tmp_path):
-    from datasets.video_source import find_video_files
+    from signspot.datasets.video_source import find_video_files
 
     folder = tmp_path / "loop"
     folder.mkdir()

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.synthetic import (
+from signspot.datasets.synthetic import (
     FPS,
     MS_PER_FRAME,
     SPLITS,

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.store_writer import create_frame_store
 from signspot import train as train_mod
 from signspot.checkpoint import FORMAT_VERSION, load_checkpoint, load_model_weights, load_training_checkpoint
 from signspot.config import ConfigError, load_config
+from signspot.datasets.store_writer import create_frame_store
 from signspot.losses import head_losses, pool_targets, weighted_total
 from signspot.run_dir import LATEST_NAME, RunDir
 from signspot.train import TrainingDivergedError, cosine_factor
@@ -169,9 +169,9 @@ def test_save_if_best_keeps_the_top_k(tmp_path, protocol):
 
 # ------------------------------------------------------------------ training runs
 def test_loss_decreases_on_a_fixed_batch(tiny_data):
-    from datasets.transforms import EvalClipTransform, normalize_clip
-    from datasets.windows import TrainWindowDataset
-    from models import build_model
+    from signspot.datasets.transforms import EvalClipTransform, normalize_clip
+    from signspot.datasets.windows import TrainWindowDataset
+    from signspot.models import build_model
 
     dataset = TrainWindowDataset(
         tiny_data / "folds" / "train_0.csv", str(tiny_data / "store"), NUM_CLASSES, window=16,
@@ -194,7 +194,7 @@ def test_loss_decreases_on_a_fixed_batch(tiny_data):
 
 
 def test_end_to_end_and_resume_equivalence(tiny_data, tmp_path):
-    from models import build_model
+    from signspot.models import build_model
 
     full = tmp_path / "full"
     summary = _run(tiny_data, full, **{"io.tensorboard": True})
@@ -327,8 +327,8 @@ def test_validation_ground_truth_from_the_pkl(tiny_data, tmp_path):
 def test_sync_batchnorm_converts_under_torchrun_and_is_refused_on_cpus():
     from types import SimpleNamespace
 
-    from models import build_model
     from signspot.config import Config
+    from signspot.models import build_model
 
     cfg, model = Config(), build_model("hs_i3d_tiny", num_classes=3)
     cfg.train.sync_batchnorm = True

@@ -68,7 +68,7 @@ def test_every_unknown_gloss_is_listed_with_its_count():
 def test_the_synthetic_dataset_ships_its_vocabulary(tmp_path):
     import json
 
-    from datasets.synthetic import generate_dataset
+    from signspot.datasets.synthetic import generate_dataset
 
     settings = dict(classes=5, videos_per_split=(3, 2, 2), seconds=6.0, size=(64, 64), signers=2,
                     test_only_signers=1, workers=1, progress=False)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.frame_store import FrameStore
-from datasets.samplers import ClassBalancedSampler
-from datasets.store_writer import create_frame_store
-from datasets.transforms import EvalClipTransform, TrainClipTransform, normalize_clip
-from datasets.video_windows import StreamingWindowDataset
-from datasets.windows import TrainWindowDataset, window_starts
+from signspot.datasets.frame_store import FrameStore
+from signspot.datasets.samplers import ClassBalancedSampler
+from signspot.datasets.store_writer import create_frame_store
+from signspot.datasets.transforms import EvalClipTransform, TrainClipTransform, normalize_clip
+from signspot.datasets.video_windows import StreamingWindowDataset
+from signspot.datasets.windows import TrainWindowDataset, window_starts
 
 C = 4  # classes
 T = 32  # window
@@ -204,7 +204,7 @@ def test_train_csv_errors(store, tmp_path):
 
 
 def test_fold_csvs_as_the_download_has_them(store, tmp_path):
-    from datasets.windows import read_fold_csv
+    from signspot.datasets.windows import read_fold_csv
 
     # written by pandas with its index: an unnamed first column, and the columns in another order
     (tmp_path / "train_0.csv").write_text(",video,start_frame,end_frame,label,fcount\n0,long,20,30,1,80\n")
@@ -371,7 +371,7 @@ def textured_store(tmp_path_factory):
 
 
 def test_device_backend_defers_the_same_augmentation_to_the_device(textured_store, tmp_path):
-    from datasets.transforms import unpack_params
+    from signspot.datasets.transforms import unpack_params
 
     rows = [["tex", k % C, 5 + 9 * k, 9 + 9 * k, 60] for k in range(5)]
     csv_path = write_csv(tmp_path / "tex.csv", rows)
@@ -417,7 +417,7 @@ def test_device_backend_defers_the_same_augmentation_to_the_device(textured_stor
 
 
 def test_params_pack_round_trip():
-    from datasets.transforms import pack_params, unpack_params
+    from signspot.datasets.transforms import pack_params, unpack_params
 
     transform = TrainClipTransform(p_jitter=1.0)
     for seed in range(20):
@@ -445,7 +445,7 @@ class _Batched(torch.utils.data.Dataset):
 
 @pytest.mark.parametrize("backend", ["loader", "device", "torchvision", "custom"])
 def test_get_batch_equals_collated_samples(textured_store, tmp_path, backend):
-    from datasets.windows import collate_windows
+    from signspot.datasets.windows import collate_windows
 
     rows = [["tex", k % C, 4 + 7 * k, 8 + 7 * k, 60] for k in range(7)]
     csv_path = write_csv(tmp_path / "tex.csv", rows)
@@ -480,7 +480,7 @@ def test_get_batch_equals_collated_samples(textured_store, tmp_path, backend):
 def test_worker_batches_reuse_memory_only_once_released(textured_store, tmp_path, release):
     """A worker writes a later batch into a batch's memory only after the consumer released it:
     released batches cycle through a few buffers; batches kept (never released) stay intact."""
-    from datasets.windows import BatchLease, collate_windows
+    from signspot.datasets.windows import BatchLease, collate_windows
 
     rows = [["tex", k % C, 3 + 5 * k, 6 + 5 * k, 60] for k in range(10)]
     dataset = TrainWindowDataset(write_csv(tmp_path / "tex.csv", rows), textured_store, C, window=8, seed=4,

@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from datasets.store_inputs import crop_box
+from signspot.datasets.store_inputs import crop_box
 from signspot.formats.gt import load_intervals
 from signspot.formats.safe_io import atomic_write
 

@@ -6,16 +6,18 @@ thin scripts at the top of the repository and in ``scripts/`` call. ``run`` turn
 any :class:`signspot.formats.errors.SignspotError` (and a missing or unreadable
 file) into one line, ``error: ...`` on stderr, and exit status 1.
 
-| command | module |
-|---|---|
-| ``main.py`` | :mod:`.train` |
-| ``main_results_creator_v2.py`` | :mod:`.infer` |
-| ``solution_test_creator_v2.py`` | :mod:`.ensemble` |
-| ``scripts/track1_lmdb_creator.py`` | :mod:`.create_store` |
-| ``scripts/make_folds.py`` | :mod:`.make_folds` |
-| ``scripts/make_synthetic_dataset.py`` | :mod:`.make_synthetic` |
-| ``scripts/train_grid.py`` | :mod:`.train_grid` |
-| ``scripts/evaluate.py`` | :mod:`.evaluate` |
-| ``scripts/visualize.py`` | :mod:`.visualize` |
-| ``scripts/demo.py`` | :mod:`.demo` |
+| command (from a clone) | console script (installed) | module |
+|---|---|---|
+| ``main.py`` | ``signspot-train`` | :mod:`.train` |
+| ``main_results_creator_v2.py`` | ``signspot-infer`` | :mod:`.infer` |
+| ``solution_test_creator_v2.py`` | ``signspot-ensemble`` | :mod:`.ensemble` |
+| ``scripts/track1_lmdb_creator.py`` | ``signspot-create-store`` | :mod:`.create_store` |
+| ``scripts/make_folds.py`` | ``signspot-make-folds`` | :mod:`.make_folds` |
+| ``scripts/make_synthetic_dataset.py`` | ``signspot-make-synthetic`` | :mod:`.make_synthetic` |
+| ``scripts/train_grid.py`` | ``signspot-train-grid`` | :mod:`.train_grid` |
+| ``scripts/evaluate.py`` | ``signspot-evaluate`` | :mod:`.evaluate` |
+| ``scripts/visualize.py`` | ``signspot-visualize`` | :mod:`.visualize` |
+| ``scripts/convert_annotations.py`` | ``signspot-convert-annotations`` | :mod:`.convert_annotations` |
+| ``scripts/spot.py`` | ``signspot-spot`` | :mod:`.spot` |
+| ``scripts/demo.py`` | (a clone only: it drives the scripts and ``config/``) | :mod:`.demo` |
 """

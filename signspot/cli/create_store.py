@@ -22,7 +22,7 @@ command after an interruption to continue where it stopped.
 
 import argparse
 
-from datasets.store_writer import create_frame_store
+from signspot.datasets.store_writer import create_frame_store
 
 from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import CommandError, run_main

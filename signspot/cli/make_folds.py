@@ -17,7 +17,7 @@ Ground truth in ELAN files: a folder of <video>.eaf, the signs on tier --tier, t
 import argparse
 from pathlib import Path
 
-from datasets.folds import make_folds
+from signspot.datasets.folds import make_folds
 
 from ..formats.elan import DEFAULT_TIER
 from ..formats.safe_io import refuse_outputs_over_inputs

@@ -17,7 +17,7 @@ for what is drawn and the statistics.  Examples:
 
 import argparse
 
-from datasets.synthetic import (
+from signspot.datasets.synthetic import (
     PRESETS,
     SynthConfig,
     generate_dataset,
