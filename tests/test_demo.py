@@ -9,6 +9,7 @@ import pytest
 
 from signspot.formats.gt import load_intervals
 from signspot.formats.scores import load_frame_scores
+from tests.eaf_schema import schema_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,7 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     assert list((out / "plots").glob("timeline_*.png"))
     # spot.py on the raw test videos: an ELAN file per video, the same videos as the store path
     assert {p.stem for p in (out / "spotted").glob("*.eaf")} == set(test_gt)
+    assert all(schema_problems(p) == [] for p in (out / "spotted").glob("*.eaf"))
     assert set(load_intervals(out / "spotted" / "predictions.pkl")) == set(test_gt)
     assert "ELAN files" in result.stdout and 0.0 <= summary["test_f1_spot"] <= 1.0
 

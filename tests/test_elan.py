@@ -1,9 +1,9 @@
 """ELAN files: what is written opens in ELAN and holds exactly the signs; every conversion is lossless.
 
-What ELAN needs of an EAF 3.0 file is checked on the parsed XML (:func:`elan_problems`).
-No copy of the EAF 3.0 schema (EAFv3.0.xsd) is installed here (pympi-ling ships none,
-and no XSD validator such as lxml is a dependency), so there is no schema validation:
-the checks below follow the schema's rules that matter for opening a file instead.
+Every .eaf a test writes is validated against ELAN's EAF 3.0 XML schema
+(:mod:`tests.eaf_schema`: EAFv3.0.xsd from the pympi-ling 1.71 source distribution,
+xmlschema), and :func:`elan_problems` adds what the schema cannot say: ID references
+that resolve, time slots in order, a media link that points at the video.
 """
 
 import json
@@ -25,6 +25,7 @@ from signspot.formats.elan import EafError, read_eaf_annotations, score_tier_nam
 from signspot.formats.gt import MalformedIntervalsError, load_intervals, save_intervals_eaf, save_intervals_pkl
 from signspot.formats.safe_io import safe_pickle_load
 from signspot.formats.vocabulary import Vocabulary, VocabularyError
+from tests.eaf_schema import schema_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
@@ -39,9 +40,9 @@ ROWS = [[2, 900, 1500], [0, 40, 400], [1, 200, 700], [3, 1500, 1540], [0, 40, 40
 
 
 def elan_problems(path: Path, *, media: bool) -> list:
-    """What stops ELAN from opening an EAF 3.0 file, read off the parsed XML (empty: none)."""
+    """What stops ELAN from opening an EAF 3.0 file: the schema's complaints and more (empty: none)."""
+    problems = schema_problems(path)
     root = ElementTree.parse(path).getroot()
-    problems = []
     if root.tag != "ANNOTATION_DOCUMENT":
         return [f"root element {root.tag}"]
     if root.get("VERSION") != "3.0" or root.get("FORMAT") != "3.0":
@@ -411,3 +412,18 @@ def test_reading_problems_are_typed_errors_naming_the_file(tmp_path):
     (tmp_path / "v.txt").write_text("0,0,40\n")
     with pytest.raises(MalformedIntervalsError, match=r"both <video>.txt \(1\) and <video>.eaf \(1\)"):
         load_intervals(tmp_path)
+
+
+def test_the_schema_check_finds_what_the_schema_forbids(tmp_path):
+    """The validation can fail: an element out of the schema's order, a missing attribute, a bad time."""
+    write_eaf(tmp_path / "v.eaf", [[0, 40, 400]], vocabulary=VOCAB, scores=[0.5])
+    assert schema_problems(tmp_path / "v.eaf") == []
+    text = (tmp_path / "v.eaf").read_text()
+    broken = {
+        "tier before the time order": text.replace("<TIME_ORDER", "<TIER_X").replace("</TIME_ORDER>", "</TIER_X>"),
+        "time slot without an id": re.sub(r'TIME_SLOT_ID="[^"]*"', "", text, count=1),
+        "a time that is not a number": re.sub(r'TIME_VALUE="\d+"', 'TIME_VALUE="soon"', text, count=1),
+    }
+    for name, content in broken.items():
+        (tmp_path / f"{name}.eaf").write_text(content)
+        assert schema_problems(tmp_path / f"{name}.eaf"), name

@@ -200,6 +200,7 @@ def test_a_later_run_never_takes_an_earlier_runs_file_names(videos, checkpoint_p
     assert first["eaf"] != second["eaf"]
     assert Path(first["eaf"][0]).read_bytes() == eaf_of_first  # not overwritten
     assert set(load_intervals(out / "predictions.pkl")) == {"a b", "a_b"}
+    assert [elan_problems(Path(eaf), media=True) for eaf in first["eaf"] + second["eaf"]] == [[], []]
 
 
 def test_rerunning_one_video_keeps_every_other_videos_results(videos, checkpoint_path, tmp_path):  # noqa: F811

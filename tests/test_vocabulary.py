@@ -90,6 +90,9 @@ def test_visualize_labels_signs_with_the_vocabulary(tmp_path, monkeypatch):
     (tmp_path / "v.txt").write_text("HELLO\nCAT\nDOG\n")
     save_intervals_eaf({"a": [[2, 0, 400]], "b": [[1, 40, 800]]}, tmp_path / "eaf", tier="signs",
                        vocabulary=load_vocabulary(tmp_path / "v.txt"))
+    from tests.eaf_schema import schema_problems
+
+    assert [schema_problems(p) for p in sorted((tmp_path / "eaf").glob("*.eaf"))] == [[], []]
     seen = []
     monkeypatch.setattr(visualize, "plot_video_timeline", lambda path, video, **kw: seen.append(kw) or path)
     monkeypatch.setattr(visualize, "plot_class_f1", lambda path, report, names: seen.append(names) or path)

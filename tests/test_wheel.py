@@ -69,3 +69,12 @@ def test_installed_modules_import_nothing_outside_signspot(wheel):
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
             offenders += [f"{name}: {m}" for m in modules if m.split(".")[0] in ("datasets", "models", "formats")]
     assert not offenders, offenders
+
+
+def test_a_command_that_succeeds_gives_exit_status_0_as_a_console_script(tmp_path):
+    """A console script runs ``sys.exit(run())``: run must return None (a returned dict would be status 1)."""
+    from signspot.cli.evaluate import run
+    from signspot.formats.gt import save_intervals_pkl
+
+    save_intervals_pkl({"v": [[0, 40, 400]]}, tmp_path / "gt.pkl")
+    assert run(["--gt", str(tmp_path / "gt.pkl"), "--pred", str(tmp_path / "gt.pkl")]) is None

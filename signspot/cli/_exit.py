@@ -50,14 +50,17 @@ def _user_error_from_worker(exc: BaseException) -> bool:
 
 def run_main(main: Callable, args: argparse.Namespace, prefix: str = "error",
              on_interrupt: str = "nothing unfinished was kept; run the same command again"):
-    """``main(**vars(args))``; a user error exits with status 1 and ``{prefix}: message`` on stderr.
+    """``main(**vars(args))``, then None: a console script's ``sys.exit(run())`` ends with status 0.
+
+    A user error exits with status 1 and ``{prefix}: message`` on stderr.
 
     Ctrl-C ends with one line, ``interrupted: {on_interrupt}`` (how to resume), and status 130.
     With ``SIGNSPOT_DEBUG=1`` in the environment the error is raised with its traceback.
     """
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
-        return main(**vars(args))
+        main(**vars(args))
+        return None
     except Exception as exc:
         if debug or not (isinstance(exc, USER_ERRORS) or _user_error_from_worker(exc)):
             raise
