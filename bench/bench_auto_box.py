@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from signspot.datasets.auto_box import estimate_signer_box  # noqa: E402
-from signspot.datasets.store_inputs import crop_box  # noqa: E402
 from signspot.datasets.synthetic import FPS, SPLITS, generate_dataset  # noqa: E402
+from signspot.datasets.video_reader import crop_box  # noqa: E402
 
 FULL = dict(classes=20, videos_per_split=(8, 4, 4), seconds=60, size=(256, 192), signers=8, test_only_signers=3)
 QUICK = dict(classes=10, videos_per_split=(4, 2, 2), seconds=20, size=(160, 120), signers=3, test_only_signers=1)

@@ -19,8 +19,8 @@ only on the file.
 
 The box is in the challenge's format, ``(x1, y1, x2, y2)`` ints in pixels, and is
 the signer box itself: the frame store still enlarges it by
-:data:`~datasets.store_inputs.BOX_MARGIN` on each side
-(:func:`~datasets.store_inputs.crop_box`).
+:data:`~datasets.video_reader.BOX_MARGIN` on each side
+(:func:`~datasets.video_reader.crop_box`).
 
 On synthetic videos of 30-60 s (all splits; ``bench/bench_auto_box.py``) the
 estimate's IoU with the true box is 0.89 on average, 0.81 at worst; the store's own
@@ -39,9 +39,9 @@ import cv2
 import numpy as np
 
 from signspot.datasets.store_writer import BadVideoError
+from signspot.datasets.video_reader import ReadStats, probe_video, read_frames
 from signspot.formats.errors import SignspotError
 from signspot.formats.gt import video_name
-from signspot.formats.timebase import ORIGINAL_FPS
 
 __all__ = [
     "METHODS",
@@ -59,7 +59,6 @@ METHODS = ("motion", "full")  # how a box is found: the region of motion, or the
 POSITIONS = 48  # places in the video where a burst of frames is read
 BURST = 7  # frames read at each place (BURST - 1 pairs)
 LAG_SECONDS = 0.12  # between the two frames of a pair (3 frames at 25 fps): hands move, the rest does not
-SEEK_GAP = 250  # frames: a longer gap to the next burst is seeked (keyframes are rarely further apart)
 UNKNOWN_COUNT_STEP_SECONDS = 2.0  # without a frame count in the header: a burst every 2 s from the start
 ANALYSIS_SIDE = 160  # pixels: the long side of the downscaled grey frames
 MIN_DIFF = 12  # grey levels: the least difference counted as motion ...
@@ -237,68 +236,40 @@ def estimate_signer_box(path: str | os.PathLike, method: str = "motion", *, posi
     name = video_name(path)
     if not path.is_file():
         raise BadVideoError(name, f"{path}: no such video file")
-    cap = cv2.VideoCapture(str(path))
     try:
-        if not cap.isOpened():
-            raise BadVideoError(name, f"{path}: OpenCV cannot open it (corrupt, truncated or not a video)")
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width <= 0 or height <= 0:
-            raise BadVideoError(name, f"{path}: no readable frame size (corrupt or not a video)")
-        if method == "full":
-            return BoxEstimate(full_frame_box(width, height), "full", f"{path}; the whole frame, as asked",
-                               width, height)
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-        if not (fps > 0 and math.isfinite(fps)):
-            fps = ORIGINAL_FPS
-        num_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        lag = max(1, int(round(LAG_SECONDS * fps)))
-        span = (int(burst) - 1) * lag + 1
-        what = str(path)
-        if num_frames > 0:
-            starts = sample_starts(num_frames, int(positions), span) or [0]
-        else:
-            step = max(span, int(round(UNKNOWN_COUNT_STEP_SECONDS * fps)))
-            starts = [i * step for i in range(int(positions))]
-            what += " (no frame count in its header: sampled from the start)"
-        counter = _MotionCounter(width, height)
-        counts = _read_bursts(cap, starts, span, lag, counter)
-    finally:
-        cap.release()
-    if counts["frames_read"] == 0:
+        header = probe_video(path)
+    except ValueError as exc:
+        raise BadVideoError(name, f"{path}: {exc}") from None
+    width, height = header.width, header.height
+    if method == "full":
+        return BoxEstimate(full_frame_box(width, height), "full", f"{path}; the whole frame, as asked", width, height)
+    lag = max(1, int(round(LAG_SECONDS * header.fps)))
+    span = (int(burst) - 1) * lag + 1
+    what = str(path)
+    if header.num_frames > 0:
+        starts = sample_starts(header.num_frames, int(positions), span) or [0]
+    else:
+        step = max(span, int(round(UNKNOWN_COUNT_STEP_SECONDS * header.fps)))
+        starts = [i * step for i in range(int(positions))]
+        what += " (no frame count in its header: sampled from the start)"
+    counter = _MotionCounter(width, height)
+    stats = ReadStats()
+    # the bursts: frames start, start + lag, ... of each; neighbours in a burst make a pair
+    place = {start + k * lag: (burst_number, k) for burst_number, start in enumerate(starts) for k in range(int(burst))}
+    previous: Optional[Tuple[Tuple[int, int], np.ndarray]] = None
+    try:
+        for index, frame in read_frames(path, header, sorted(place), stats=stats):
+            if frame is None:  # does not decode: no pair with it
+                previous = None
+                continue
+            grey = counter.grey(frame)
+            burst_number, k = place[index]
+            if previous is not None and previous[0] == (burst_number, k - 1):
+                counter.add(previous[1], grey)
+            previous = ((burst_number, k), grey)
+    except ValueError as exc:  # a frame of another size than the header's
+        raise BadVideoError(name, str(exc)) from None
+    if stats.decoded == 0:
         raise BadVideoError(name, f"{path}: no frame could be decoded (corrupt or unreadable video)")
-    return _result(counter, width, height, what, **counts)
-
-
-def _read_bursts(cap, starts: List[int], span: int, lag: int, counter: _MotionCounter) -> dict:
-    """Feed ``counter`` the pairs of the burst at each start; stop at the end of what decodes."""
-    counts = {"frames_read": 0, "frames_grabbed": 0, "seeks": 0}
-    position = 0  # the index of the frame the next read returns
-    for start in starts:
-        if start - position > SEEK_GAP:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            counts["seeks"] += 1
-        else:
-            while position < start:
-                if not cap.grab():
-                    return counts
-                counts["frames_grabbed"] += 1
-                position += 1
-        position = start
-        previous = None
-        for offset in range(span):
-            if offset % lag:
-                if not cap.grab():
-                    return counts
-                counts["frames_grabbed"] += 1
-            else:
-                ok, frame = cap.read()
-                if not ok:
-                    return counts
-                counts["frames_read"] += 1
-                grey = counter.grey(frame)
-                if previous is not None:
-                    counter.add(previous, grey)
-                previous = grey
-            position += 1
-    return counts
+    return _result(counter, width, height, what, frames_read=stats.decoded, frames_grabbed=stats.grabbed,
+                   seeks=stats.seeks)

@@ -23,7 +23,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import lmdb
-import numpy as np
 
 from signspot.datasets.frame_store import (
     _FRAME_PREFIX,
@@ -36,17 +35,21 @@ from signspot.datasets.frame_store import (
     _frame_key,
     _meta_key,
 )
-from signspot.datasets.store_inputs import (
+from signspot.datasets.video_reader import (
     BOX_MARGIN,
     VIDEO_EXTENSIONS,
-    ConstantRateCheck,
-    VariableFrameRateError,
+    ReadStats,
+    VideoHeader,
     as_path_list,
+    black_frame,
+    box_for,
     crop_box,
     load_boxes,
     pair_sources,
     parse_box,
     probe_video,
+    read_frames,
+    spans,
 )
 
 __all__ = [
@@ -83,7 +86,7 @@ class _Task:
     header_frames: int
     size: int
     quality: int
-    original: bool = False  # the original creator's frame count: the header's, black where undecodable
+    original: bool = False  # the original creator's encoding (native-size crops, JPEG quality 75)
     source_size: int = 0  # bytes: with the modification time and header_frames, what identifies the file
     source_mtime_ns: int = 0
 
@@ -97,71 +100,43 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
     """Yield ``("frames", video, first_index, [jpeg, ...])`` chunks, maybe ``("warning", video, text)``,
     then ``("done", video, meta)``.
 
-    Holds one decoded frame and one chunk of JPEG bytes at a time. With ``task.original``
-    the video has the header's frame count, as the original creator gave it: reading stops
-    there, and a frame that cannot be decoded is stored black.
+    Holds one decoded frame and one chunk of JPEG bytes at a time. The frames are what
+    :func:`~signspot.datasets.video_reader.read_frames` gives: the header's frame count, a
+    frame that cannot be decoded stored black (the original creator's rule, and what the
+    video source of spot.py gives too).
     """
-    cap = cv2.VideoCapture(task.source)
-    if not cap.isOpened():
-        raise BadVideoError(task.video, f"{task.source} cannot be opened (corrupt, truncated or not a video)")
+    header = VideoHeader(task.width, task.height, task.fps, max(task.header_frames, 0))
     x1, y1, x2, y2 = task.crop
     params = [int(cv2.IMWRITE_JPEG_QUALITY), int(task.quality)]
     chunk: List[bytes] = []
     first = 0
     count = 0
-    decoded = 0
-    black: List[int] = []  # frames stored black (original frame count only)
+    stats = ReadStats()
     stored_hw = None
-    clock = ConstantRateCheck(task.fps, task.source)
-    wanted = task.header_frames if task.original and task.header_frames > 0 else None
     try:
-        while wanted is None or count < wanted:
-            ok, frame = cap.read()
-            if ok:
-                try:
-                    clock.check(count, cap.get(cv2.CAP_PROP_POS_MSEC))
-                except VariableFrameRateError as exc:
-                    raise BadVideoError(task.video, str(exc)) from None
-                if frame.shape[0] != task.height or frame.shape[1] != task.width:
-                    raise BadVideoError(
-                        task.video,
-                        f"{task.source}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, "
-                        f"the header says {task.width}x{task.height}",
-                    )
-                decoded += 1
-            elif wanted is None:
-                break
-            else:  # the header's count is the video's: an undecodable frame stays black
-                frame = np.zeros((task.height, task.width, 3), np.uint8)
-                black.append(count)
-            crop = frame[y1:y2, x1:x2]
+        for index, frame in read_frames(task.source, header, stats=stats):
+            crop = (frame if frame is not None else black_frame(header))[y1:y2, x1:x2]
             if task.size > 0:
                 crop = cv2.resize(crop, (task.size, task.size), interpolation=cv2.INTER_LINEAR)
             stored_hw = crop.shape[:2]
             ok, jpeg = cv2.imencode(".jpg", crop, params)
             if not ok:
-                raise BadVideoError(task.video, f"{task.source}: JPEG encoding of frame {count} failed")
+                raise BadVideoError(task.video, f"{task.source}: JPEG encoding of frame {index} failed")
             chunk.append(jpeg.tobytes())
-            count += 1
+            count = index + 1
             if len(chunk) == _CHUNK_FRAMES:
                 yield ("frames", task.video, first, chunk)
                 first, chunk = count, []
-    finally:
-        cap.release()
+    except ValueError as exc:  # unopenable, a variable frame rate, a frame of another size
+        raise BadVideoError(task.video, str(exc)) from None
     if chunk:
         yield ("frames", task.video, first, chunk)
-    if decoded == 0:
+    if stats.decoded == 0:
         raise BadVideoError(task.video, f"{task.source}: no frame could be decoded (corrupt or unreadable video)")
+    black = stats.undecodable
     if black:
         yield ("warning", task.video, f"{task.source}: {len(black)} of its {count} frames could not be decoded and "
-                                      f"are stored black, as the original creator did: frames {_spans(black)}")
-    # A decoder that stops well short of the header's count met corrupt data.
-    elif wanted is None and task.header_frames > 0 and count < task.header_frames - max(2, int(0.01 * task.header_frames)):
-        raise BadVideoError(
-            task.video,
-            f"{task.source}: only {count} of the {task.header_frames} frames in its header could be decoded "
-            "(corrupt or truncated video)",
-        )
+                                      f"are stored black, as the original creator did: frames {spans(black)}")
     meta = {
         "num_frames": count,
         "fps": task.fps,
@@ -174,16 +149,6 @@ def _encode_video(task: _Task) -> Iterator[tuple]:
         **task.identity(),
     }
     yield ("done", task.video, meta)
-
-
-def _spans(indices: Sequence[int]) -> str:
-    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
-    spans, start = [], indices[0]
-    for prev, cur in zip(indices, list(indices[1:]) + [None]):
-        if cur != prev + 1:
-            spans.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = cur
-    return ", ".join(spans)
 
 
 def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
@@ -390,7 +355,7 @@ def create_frame_store(
             bad[video] = f"{path}: {exc}"
             continue
         video_boxes = boxes[video_bbox_path]
-        raw_box = video_boxes.get(video, video_boxes.get(path.stem))
+        raw_box = box_for(video_boxes, video, path)
         try:
             if raw_box is None:
                 if not full_frame_if_missing:

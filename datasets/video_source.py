@@ -3,14 +3,14 @@
 :class:`VideoSource` answers what scoring asks of a frame store (``videos``,
 ``num_frames``, ``fps``, ``read_frames``) straight from the video files: each
 frame is decoded, cropped to the video's box enlarged as the store enlarges it
-(:func:`datasets.store_inputs.crop_box`) and handed over as RGB at the crop's own
+(:func:`datasets.video_reader.crop_box`) and handed over as RGB at the crop's own
 size, as a store made with the original encoding holds it (less the JPEG step).
 Scoring reads a video front to back, so a reader keeps one open capture per video
 and moves forward; going back reopens it. Memory holds the frames asked for.
 
-The frame count is the header's. A frame past the last one the decoder gives
-repeats the last decoded frame (the count is then wrong, and a warning says so); a
-variable frame rate is refused (:class:`datasets.store_inputs.ConstantRateCheck`).
+The frames are what :func:`signspot.datasets.video_reader.read_frames` gives, as the
+frame store writer has them: the header's frame count, a frame that does not decode black
+(a warning names them), a variable frame rate refused.
 """
 
 from __future__ import annotations
@@ -18,14 +18,22 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from signspot.datasets.frame_store import FrameStoreError
-from signspot.datasets.store_inputs import ConstantRateCheck, VariableFrameRateError, crop_box, find_videos
-from signspot.datasets.store_inputs import probe_video as read_header
+from signspot.datasets.video_reader import (
+    ReadStats,
+    VideoHeader,
+    black_frame,
+    crop_box,
+    find_videos,
+    read_frames,
+    spans,
+)
+from signspot.datasets.video_reader import probe_video as read_header
 
 __all__ = ["VideoSource", "VideoSourceError", "find_video_files", "probe_video"]
 
@@ -34,64 +42,55 @@ class VideoSourceError(FrameStoreError):
     """A video that cannot be read as asked (unopenable, no frames, a bad box)."""
 
 
-def probe_video(path: str | os.PathLike) -> Tuple[int, int, float, int]:
-    """``(width, height, fps, frame_count)`` of a video file from its header
-    (:func:`datasets.store_inputs.probe_video`); errors name the file."""
+def probe_video(path: str | os.PathLike) -> VideoHeader:
+    """The header of a video file (:func:`signspot.datasets.video_reader.probe_video`); errors name the file."""
     try:
-        width, height, fps, count = read_header(path)
+        header = read_header(path)
     except ValueError as exc:
         raise VideoSourceError(f"{path}: {exc}") from None
-    if count <= 0:
+    if header.num_frames <= 0:
         raise VideoSourceError(f"{path}: no frame count in its header (corrupt or not a video)")
-    return width, height, fps, count
+    return header
 
 
 class _Reader:
-    """One open capture, moving forward through one video."""
+    """One pass of :func:`read_frames` through one video, moving forward; going back starts a new pass."""
 
-    def __init__(self, path: str, crop: Tuple[int, int, int, int], fps: float):
-        self.path, self.crop, self.fps = path, crop, fps
-        self.cap: Optional[cv2.VideoCapture] = None
-        self.position = 0  # index of the next frame the capture gives
-        self.last: Optional[np.ndarray] = None  # the last decoded crop
-        self.padded = 0
-
-    def _open(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-        self.cap = cv2.VideoCapture(self.path)
-        if not self.cap.isOpened():
-            raise VideoSourceError(f"{self.path}: cannot be opened as a video")
-        self.position, self.last = 0, None
-        self.clock = ConstantRateCheck(self.fps, self.path)
+    def __init__(self, path: str, header: VideoHeader, crop: Tuple[int, int, int, int]):
+        self.path, self.header, self.crop = path, header, crop
+        self.frames: Optional[Iterator] = None
+        self.stats = ReadStats()
+        self.position = 0  # index of the next frame the pass gives
+        self.last: Optional[np.ndarray] = None  # the crop of frame position - 1
 
     def frame(self, index: int) -> np.ndarray:
-        if self.cap is None or index < self.position - (self.last is not None):
-            self._open()
-        while self.position <= index:
-            ok, frame = self.cap.read()
-            if ok:
-                try:
-                    self.clock.check(self.position, self.cap.get(cv2.CAP_PROP_POS_MSEC))
-                except VariableFrameRateError as exc:
-                    raise VideoSourceError(str(exc)) from None
+        if self.frames is None or index < self.position - 1:
+            if self.frames is not None:
+                self.frames.close()
+            self.stats, self.position = ReadStats(), 0
+            self.frames = read_frames(self.path, self.header, stats=self.stats)
+        try:
+            while self.position <= index:
+                _, frame = next(self.frames)
                 x1, y1, x2, y2 = self.crop
+                frame = frame if frame is not None else black_frame(self.header)
                 self.last = cv2.cvtColor(frame[y1:y2, x1:x2], cv2.COLOR_BGR2RGB)
-            elif self.last is None:
-                raise VideoSourceError(f"{self.path}: frame {self.position} cannot be decoded, nor any before it")
-            else:
-                self.padded += 1
-            self.position += 1
+                self.position += 1
+        except ValueError as exc:  # unopenable, a variable frame rate, a frame of another size
+            raise VideoSourceError(str(exc)) from None
         return self.last
 
     def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
-        if self.padded:
-            warnings.warn(f"{self.path}: {self.padded} frame(s) at the end could not be decoded and repeat the "
-                          "last decoded one (the header's frame count is too large)", stacklevel=2)
-            self.padded = 0
+        if self.frames is not None:
+            self.frames.close()
+            self.frames = None
+        if self.stats.decoded == 0 and self.stats.undecodable:
+            raise VideoSourceError(f"{self.path}: no frame could be decoded (corrupt or unreadable video)")
+        if self.stats.undecodable:
+            warnings.warn(f"{self.path}: {len(self.stats.undecodable)} of its {self.header.num_frames} frames could "
+                          f"not be decoded and are black, as in a frame store: frames {spans(self.stats.undecodable)}",
+                          stacklevel=2)
+            self.stats = ReadStats()
 
 
 class VideoSource:
@@ -105,14 +104,17 @@ class VideoSource:
         self.path = "video files"
         self._paths: Dict[str, str] = {name: str(p) for name, p in videos.items()}
         self._info: Dict[str, dict] = {}
+        self._headers: Dict[str, VideoHeader] = {}
         for name, path in self._paths.items():
-            width, height, fps, count = probe_video(path)
+            header = self._headers[name] = probe_video(path)
             box = boxes.get(name)
             try:
-                crop = crop_box(box, width, height) if box is not None else (0, 0, width, height)
+                crop = crop_box(box, header.width, header.height) if box is not None else (0, 0, header.width,
+                                                                                           header.height)
             except ValueError as exc:
                 raise VideoSourceError(f"{path}: {exc}") from None
-            self._info[name] = {"width": width, "height": height, "fps": fps, "num_frames": count, "crop": crop}
+            self._info[name] = {"width": header.width, "height": header.height, "fps": header.fps,
+                                "num_frames": header.num_frames, "crop": crop}
         self._readers: Dict[str, _Reader] = {}
 
     @property
@@ -146,8 +148,8 @@ class VideoSource:
         if reader is None:
             for other in list(self._readers):  # one open video at a time per process
                 self._readers.pop(other).close()
-            info = self._info[video]
-            reader = self._readers[video] = _Reader(self._paths[video], info["crop"], info["fps"])
+            reader = self._readers[video] = _Reader(self._paths[video], self._headers[video],
+                                                    self._info[video]["crop"])
         frames = [reader.frame(i) for i in idx]
         if idx and idx[-1] == n - 1:
             self._readers.pop(video).close()

@@ -27,6 +27,7 @@ __all__ = [
     "video_name",
     "load_intervals",
     "validate_intervals",
+    "VIDEO_EXTENSIONS",
     "save_intervals_pkl",
     "save_intervals_txt",
     "save_intervals_eaf",
@@ -39,10 +40,15 @@ class MalformedIntervalsError(SignspotError, ValueError):
     """A ground-truth or prediction file that does not follow the format."""
 
 
+# The containers read as videos (what OpenCV's FFmpeg backend opens); the one list of the project.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
+
+
 def video_name(path: str | os.PathLike) -> str:
-    """The challenge's video key: the file stem with a trailing ``.cropped`` removed."""
+    """The challenge's video key: the file name without its video or annotation extension and a trailing
+    ``.cropped``."""
     stem = Path(path).name
-    for suffix in (".mp4", ".avi", ".mov", ".mkv", ".txt", ".eaf"):
+    for suffix in (*VIDEO_EXTENSIONS, ".txt", ".eaf"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break

@@ -100,13 +100,13 @@ def _file_identity(path: Path) -> dict:
 def _boxes_for(paths: Mapping[str, Path], boxes_path: Optional[str], box_mode: str, log) -> dict:
     """``{video: (box, how)}`` from the box file, or estimated (``auto``) or the whole frame (``full``)."""
     from signspot.datasets.auto_box import estimate_signer_box
-    from signspot.datasets.store_inputs import load_boxes, parse_box
+    from signspot.datasets.video_reader import box_for, load_boxes, parse_box
 
     chosen = {}
     given = load_boxes(Path(boxes_path)) if boxes_path else None
     for video, path in paths.items():
         if given is not None:
-            raw = given.get(video, given.get(path.stem))
+            raw = box_for(given, video, path)
             if raw is None:
                 raise SpotError(f"{boxes_path}: no box for video {video!r} ({path}); add one, or drop --boxes")
             try:
@@ -140,7 +140,7 @@ def spot_videos(
     log=print,
 ) -> dict:
     """Spot the signs of ``videos`` (files, folders, globs) with ``checkpoints``; write into ``out``."""
-    from signspot.datasets.store_inputs import VIDEO_EXTENSIONS
+    from signspot.datasets.video_reader import VIDEO_EXTENSIONS
     from signspot.datasets.video_source import VideoSource, find_video_files
 
     from .ensemble import FrameScoreMean

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from signspot.datasets import auto_box
+from signspot.datasets import auto_box, video_reader
 from signspot.datasets.auto_box import (
     BURST,
     POSITIONS,
@@ -16,9 +16,9 @@ from signspot.datasets.auto_box import (
     full_frame_box,
     sample_starts,
 )
-from signspot.datasets.store_inputs import crop_box
 from signspot.datasets.store_writer import BadVideoError
 from signspot.datasets.synthetic import SPLITS, generate_dataset
+from signspot.datasets.video_reader import crop_box
 from signspot.formats.errors import SignspotError
 
 TINY = dict(classes=4, videos_per_split=(3, 1, 2), seconds=8, size=(128, 96), signers=2, test_only_signers=1)
@@ -84,7 +84,7 @@ def test_same_file_same_box_whether_read_through_or_seeked(tiny, monkeypatch):
     first = estimate_signer_box(path)
     assert estimate_signer_box(path) == first
     assert first.seeks == 0  # a short video is read through
-    monkeypatch.setattr(auto_box, "SEEK_GAP", 0)  # every burst reached by a seek
+    monkeypatch.setattr(video_reader, "SEEK_GAP", 0)  # every burst reached by a seek
     seeked = estimate_signer_box(path)
     assert seeked.seeks > 0
     assert seeked.box == first.box

@@ -154,7 +154,7 @@ def test_txt_ground_truth_refuses_a_video_name_that_is_a_path(tmp_path):
 # ------------------------------------------------------------------ 8. a box outside the frame
 @pytest.mark.parametrize("box", [[97, 0, 300, 72], [1e300, 0, 1e308, 10], [0, 80, 50, 90], [-50, 0, -1, 10]])
 def test_a_box_wholly_outside_the_frame_is_refused(box):
-    from signspot.datasets.store_inputs import crop_box, parse_box
+    from signspot.datasets.video_reader import crop_box, parse_box
 
     with pytest.raises(ValueError, match="outside the 96x72 frame"):
         crop_box(parse_box(box), 96, 72)

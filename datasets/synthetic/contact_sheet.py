@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from signspot.datasets.store_inputs import crop_box
+from signspot.datasets.video_reader import crop_box, probe_video, read_frames
 from signspot.formats.gt import load_intervals
 from signspot.formats.safe_io import atomic_write
 
@@ -18,13 +18,8 @@ from .config import MS_PER_FRAME, SPLITS, _split_paths
 
 
 def _read_frame(path: Path, index: int) -> Optional[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
+    frame = next(read_frames(path, probe_video(path), [int(index)]), (index, None))[1]
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame is not None else None
 
 
 def make_contact_sheet(dataset: str | os.PathLike, path: str | os.PathLike, *, max_classes: int = 10,

@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from signspot.datasets.store_inputs import find_videos
+from signspot.datasets.video_reader import find_videos
 
 from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals, save_intervals_eaf, save_intervals_pkl, save_intervals_txt

@@ -1,7 +1,17 @@
-"""What a frame store is made from: the video files of one or more folders and their signer boxes.
+"""The one video reader: every video file the project reads goes through here.
 
-Box files are the challenge's JSON ``{video: [x1, y1, x2, y2]}``; a video's crop is its
-box enlarged by :data:`BOX_MARGIN` on each side and clipped to the frame (:func:`crop_box`).
+The frame store writer, the video source of ``scripts/spot.py`` and the automatic signer box
+read videos with the same pieces, so the same broken video gives the same frames everywhere:
+
+* :data:`VIDEO_EXTENSIONS` (from :mod:`signspot.formats.gt`, which names videos by them) and
+  :func:`find_videos`: which files of a folder are videos;
+* :func:`probe_video`: the header (size, fps, frame count);
+* :func:`load_boxes`, :func:`box_for` (a video's box by its name, else its file stem),
+  :func:`parse_box` and :func:`crop_box` (the box enlarged by :data:`BOX_MARGIN`, clipped);
+* :func:`read_frames`: the one capture loop, with the one rule for a frame that does not
+  decode: the header's frame count is the video's, and such a frame is ``None`` (the store
+  and the video source store and give it black, as the original creator did; the automatic
+  box skips it); :class:`ConstantRateCheck` refuses a variable frame rate on the way.
 """
 
 from __future__ import annotations
@@ -9,28 +19,37 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 from signspot.datasets.frame_store import FrameStoreError
-from signspot.formats.gt import video_name
+from signspot.formats.gt import VIDEO_EXTENSIONS, video_name
 from signspot.formats.timebase import ORIGINAL_FPS
 
 __all__ = [
     "BOX_MARGIN",
     "VIDEO_EXTENSIONS",
     "ConstantRateCheck",
+    "ReadStats",
     "VariableFrameRateError",
+    "VideoHeader",
+    "black_frame",
+    "box_for",
     "crop_box",
     "find_videos",
     "load_boxes",
     "pair_sources",
     "parse_box",
     "probe_video",
+    "read_frames",
+    "spans",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")  # what OpenCV reads
 BOX_MARGIN = 0.10  # crop = box enlarged by int(10%) of its width/height on each side
+SEEK_GAP = 250  # frames: a longer gap to the next wanted frame is seeked (keyframes are rarely further apart), a shorter one grabbed through
 
 
 class VariableFrameRateError(ValueError):
@@ -55,18 +74,19 @@ class ConstantRateCheck:
         self.source = source
         self.tolerance_ms = tolerance_frames * self.period_ms
         self.first_ms = None
+        self.first_index = 0
         self.enabled = True
 
     def check(self, index: int, timestamp_ms: float) -> None:
         if not self.enabled:
             return
         if self.first_ms is None:
-            self.first_ms = timestamp_ms
+            self.first_ms, self.first_index = timestamp_ms, index
             return
         if timestamp_ms <= 0:  # no timestamps from this container
             self.enabled = False
             return
-        expected = self.first_ms + index * self.period_ms
+        expected = self.first_ms + (index - self.first_index) * self.period_ms
         if abs(timestamp_ms - expected) > self.tolerance_ms:
             raise VariableFrameRateError(
                 f"{self.source}: variable frame rate: frame {index} is at {timestamp_ms:.0f} ms, where the "
@@ -75,10 +95,22 @@ class ConstantRateCheck:
             )
 
 
-def probe_video(path: str | os.PathLike) -> Tuple[int, int, float, int]:
-    """``(width, height, fps, frame_count)`` from a video's header; a missing or broken fps is
-    the original's 25. Raises ``ValueError`` (without the path) for a file that cannot be
-    opened or has no frame size."""
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video's header says; ``num_frames`` is 0 when it gives no count."""
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+
+    def __iter__(self):  # (width, height, fps, num_frames), as a tuple unpacks
+        return iter((self.width, self.height, self.fps, self.num_frames))
+
+
+def probe_video(path: str | os.PathLike) -> VideoHeader:
+    """The header of a video file; a missing or broken fps is the original's 25. Raises
+    ``ValueError`` (without the path) for a file that cannot be opened or has no frame size."""
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -95,7 +127,99 @@ def probe_video(path: str | os.PathLike) -> Tuple[int, int, float, int]:
         raise ValueError("has no readable frame size (corrupt or not a video)")
     if not (fps > 0 and math.isfinite(fps)):
         fps = ORIGINAL_FPS
-    return width, height, fps, count
+    return VideoHeader(width, height, fps, max(count, 0))
+
+
+@dataclass
+class ReadStats:
+    """What one :func:`read_frames` call did: frames decoded, undecodable (their indices), grabbed past, seeks."""
+
+    decoded: int = 0
+    undecodable: List[int] = field(default_factory=list)
+    grabbed: int = 0
+    seeks: int = 0
+
+
+def black_frame(header: VideoHeader) -> np.ndarray:
+    """What a frame that does not decode becomes in a store or a video source (the original's rule)."""
+    return np.zeros((header.height, header.width, 3), np.uint8)
+
+
+def read_frames(path: str | os.PathLike, header: VideoHeader, indices: Optional[Iterable[int]] = None, *,
+                stats: Optional[ReadStats] = None) -> Iterator[Tuple[int, Optional[np.ndarray]]]:
+    """``(index, BGR frame or None)`` for the frames ``indices`` (increasing; default every frame).
+
+    The one capture loop of the project. The header's frame count is the video's length:
+    the frames are ``0 .. num_frames - 1``, and one that does not decode (corrupt data, or
+    past the end of what the decoder gives) comes as ``None``, never as a neighbour's
+    picture. A header without a count gives frames until the decoder stops. Frames between
+    the wanted ones are grabbed through (seeked over, past :data:`SEEK_GAP`). A decoded
+    frame of another size than the header's, a variable frame rate
+    (:class:`VariableFrameRateError`) or a file OpenCV cannot open raise ``ValueError``
+    naming the file. ``stats`` collects the counts.
+    """
+    import cv2
+
+    stats = stats if stats is not None else ReadStats()
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise ValueError(f"{path} cannot be opened (corrupt, truncated or not a video)")
+    count = header.num_frames
+    wanted = iter(indices) if indices is not None else (iter(range(count)) if count > 0 else _count_up())
+    clock = ConstantRateCheck(header.fps, str(path))
+    position = 0  # the index of the frame the next read gives
+    try:
+        for index in wanted:
+            if count > 0 and index >= count:
+                break
+            if index - position > SEEK_GAP:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+                stats.seeks += 1
+                position = index
+                clock.enabled = False  # a seek lands where the container can: timestamps are checked on runs only
+            while position < index:
+                cap.grab()
+                stats.grabbed += 1
+                position += 1
+            ok, frame = cap.read()
+            position += 1
+            if not ok:
+                if count <= 0:  # no count: the decoder's end is the video's
+                    return
+                stats.undecodable.append(index)
+                yield index, None
+                continue
+            clock.check(index, cap.get(cv2.CAP_PROP_POS_MSEC))
+            if frame.shape[0] != header.height or frame.shape[1] != header.width:
+                raise ValueError(f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the header says "
+                                 f"{header.width}x{header.height}")
+            stats.decoded += 1
+            yield index, frame
+    finally:
+        cap.release()
+
+
+def _count_up() -> Iterator[int]:
+    index = 0
+    while True:
+        yield index
+        index += 1
+
+
+def spans(indices: Sequence[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    parts, start = [], indices[0]
+    for prev, cur in zip(indices, list(indices[1:]) + [None]):
+        if cur != prev + 1:
+            parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = cur
+    return ", ".join(parts)
+
+
+def box_for(boxes: Mapping[str, object], video: str, path: Path) -> Optional[object]:
+    """A video's entry in a box file: by its name, else by its file stem (None when it has none)."""
+    return boxes.get(video, boxes.get(Path(path).stem))
 
 
 def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int, int]:
