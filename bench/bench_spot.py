@@ -90,7 +90,7 @@ def one_pass_vs_k_runs(root: Path, k: int, frames: int) -> dict:
     together = time.perf_counter() - started
     started = time.perf_counter()
     for i, path in enumerate(checkpoints):
-        infer_store(str(root / "store"), str(path), save_dir=str(root / f"alone{i}"), **common)
+        infer_store(str(root / "store"), [str(path)], save_dir=str(root / f"alone{i}"), **common)
     apart = time.perf_counter() - started
     data = _data_path_seconds(root / "store")
     return {"checkpoints": k, "videos": 3, "frames_per_video": frames, "one_pass_s": round(together, 2),

@@ -40,7 +40,7 @@ class StreamingWindowDataset(IterableDataset):
     """
 
     def __init__(self, store, videos: Sequence[str], *, window: int, stride: int, batch_size: int, transform,
-                 rule: str = "full", drop_last_batch: bool = False):
+                 compat: str = "none", drop_last_batch: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.store = store
@@ -48,15 +48,15 @@ class StreamingWindowDataset(IterableDataset):
         self.stride = int(stride)
         self.batch_size = int(batch_size)
         self.transform = transform
-        self.rule = rule
+        self.compat = compat
         self.drop_last_batch = bool(drop_last_batch)
-        # the videos streamed: those with a window (the original rule gives short ones none)
+        # the videos streamed: those with a window (the original's windows give short ones none)
         self.videos = [v for v in videos if self.num_windows(int(store.num_frames(v)))]
 
     def starts(self, num_frames: int) -> np.ndarray:
         """The window starts of a video (:func:`datasets.windows.window_starts` with this dataset's
-        rule); with ``drop_last_batch`` only whole batches, as the original's inference ran them."""
-        starts = window_starts(num_frames, self.window, self.stride, rule=self.rule)
+        ``compat``); with ``drop_last_batch`` only whole batches, as the original's inference ran them."""
+        starts = window_starts(num_frames, self.window, self.stride, compat=self.compat)
         if self.drop_last_batch:
             starts = starts[: len(starts) // self.batch_size * self.batch_size]
         return starts

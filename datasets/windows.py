@@ -38,7 +38,7 @@ __all__ = [
     "read_fold_csv",
     "window_indices",
     "window_starts",
-    "WINDOW_RULES",
+    "COMPAT_MODES",
     "sample_seed",
     "TrainWindowDataset",
     "collate_windows",
@@ -89,17 +89,17 @@ def window_indices(start: int, window: int, num_frames: int) -> np.ndarray:
     return np.minimum(np.arange(start, start + window), num_frames - 1)
 
 
-WINDOW_RULES = ("full", "original")
+COMPAT_MODES = ("none", "original")  # --compat: signspot's windows, or the original's
 
 
-def window_starts(num_frames: int, window: int, stride: int, *, rule: str = "full") -> np.ndarray:
+def window_starts(num_frames: int, window: int, stride: int, *, compat: str = "none") -> np.ndarray:
     """First frame of every window scored on a ``num_frames``-frame video (validation and inference).
 
-    ``rule="full"`` (signspot's): windows start every ``stride`` frames; the last one is
+    ``compat="none"`` (signspot's): windows start every ``stride`` frames; the last one is
     moved back to end on the last frame, so the tail is covered at any stride; a video of
     at most ``window`` frames has the single start 0 (a window padded by the reader).
 
-    ``rule="original"``: the original's ``range(0, num_frames - window, stride)``: the last
+    ``compat="original"``, the original's windows: ``range(0, num_frames - window, stride)``: the last
     possible start is never run, frames after the last window are left without scores, and
     a video of at most ``window`` frames gets no window at all (an empty array).
     """
@@ -107,10 +107,10 @@ def window_starts(num_frames: int, window: int, stride: int, *, rule: str = "ful
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
-    if rule == "original":
+    if compat == "original":
         return np.arange(0, num_frames - window, stride, dtype=np.int64)
-    if rule != "full":
-        raise ValueError(f"window rule must be one of {WINDOW_RULES}, got {rule!r}")
+    if compat != "none":
+        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
     last = max(num_frames - window, 0)
     starts = np.arange(0, last + 1, stride, dtype=np.int64)
     if starts[-1] != last:

@@ -15,9 +15,10 @@ back with the restricted unpickler of :mod:`signspot.formats.safe_io`)::
      "videos": {name: {"scores": float32 (num_frames, C+1), "fps": float, "num_frames": int}}}
 
 (Files of version 1 written before hold float16 scores; they read the same way.) A file
-whose ``extra["coverage"]`` is :data:`COVERAGE_PREFIX` may hold, per video, the scores of
-its first frames only (``num_frames`` = rows): the original's windows leave the tail of a
-video without scores. Ensembling averages each frame over the files that hold it.
+scored with the original's windows (``extra["compat"] == "original"``,
+:func:`scored_with_original_windows`) may hold, per video, the scores of its first frames
+only (``num_frames`` = rows): those windows leave the tail of a video without scores.
+Ensembling averages each frame over the files that hold it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ __all__ = [
     "SCORES_FILENAME",
     "SCORES_FORMAT",
     "SCORES_VERSION",
-    "COVERAGE_PREFIX",
+    "scored_with_original_windows",
     "ScoresFormatError",
     "save_frame_scores",
     "load_frame_scores",
@@ -48,7 +49,14 @@ __all__ = [
 SCORES_FILENAME = "frame_scores.pkl"
 SCORES_FORMAT = "signspot-frame-scores"
 SCORES_VERSION = 1
-COVERAGE_PREFIX = "prefix"
+
+
+def scored_with_original_windows(extra: Optional[Mapping]) -> bool:
+    """Whether a scores file's ``extra`` says the original's windows were run (``--compat original``).
+
+    Files written before the one name read ``"coverage": "prefix"`` for the same thing."""
+    extra = extra or {}
+    return extra.get("compat") == "original" or extra.get("coverage") == "prefix"
 
 
 class ScoresFormatError(SignspotError, ValueError):

@@ -122,9 +122,10 @@ class EvalConfig:
     num_workers: int = 2  # DataLoader workers for validation
     keep_best: int = 3  # keep this many best_checkpoint_{epoch}_{f1:.4f}.pt files (by official F1)
     head_weights: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 1.0)  # per-frame scores of validation: weights of x4, x8, x16, x32, x (the original scores head "x" alone)
-    # "original": windows range(0, n - window, window), the tail left unscored, an equal F1 replaces a kept
-    # checkpoint; "full": every frame scored (the last window moved back onto the tail), an equal F1 keeps the older
-    protocol: str = "original"
+    # "original": the original's windows, range(0, n - window, window), the tail left unscored, and an equal F1
+    # replaces a kept checkpoint; "none": every frame scored (the last window moved back onto the tail), an equal
+    # F1 keeps the older (as --compat of inference and the store creator)
+    compat: str = "original"
     ground_truth: tuple[str, ...] = ()  # ground-truth pkl(s) of the validation videos; empty: built from the fold CSV
 
 
@@ -217,8 +218,15 @@ def _section(cfg: Config, name: str, key: str):
     return getattr(cfg, name)
 
 
+# (section, old field) -> (new field, {old value: new value}): read from stored configs, refused in overrides
+RENAMED = {("eval", "protocol"): ("compat", {"full": "none"})}
+
+
 def _set(cfg: Config, key: str, value, *, from_text: bool) -> None:
     parts = key.split(".")
+    if tuple(parts) in RENAMED:
+        new, values = RENAMED[tuple(parts)]
+        raise ConfigError(f"{key}: renamed {parts[0]}.{new} (values {', '.join(f'{a} -> {b}' for a, b in values.items())})")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"{key}: keys look like section.field (e.g. train.epochs)")
     section_name, field_name = parts
@@ -315,7 +323,7 @@ def _validate(cfg: Config) -> None:
         (cfg.eval.batch_size >= 1, "eval.batch_size", "must be >= 1"),
         (cfg.eval.num_workers >= 0, "eval.num_workers", "must be >= 0"),
         (cfg.eval.keep_best >= 0, "eval.keep_best", "must be >= 0"),
-        (cfg.eval.protocol in ("original", "full"), "eval.protocol", "must be original or full"),
+        (cfg.eval.compat in ("original", "none"), "eval.compat", "must be original or none"),
         (all(w >= 0 for w in cfg.eval.head_weights) and sum(cfg.eval.head_weights) > 0,
          "eval.head_weights", "must be >= 0 with a positive sum"),
         (bool(cfg.io.run_dir), "io.run_dir", "must be set"),
@@ -403,6 +411,8 @@ def config_from_dict(data: dict, *, source: str = "config") -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section {section_name!r} must be a dict")
         for name, value in values.items():
+            if (section_name, name) in RENAMED:  # a config stored before the field was renamed
+                name, value = RENAMED[section_name, name][0], RENAMED[section_name, name][1].get(value, value)
             try:
                 _set(cfg, f"{section_name}.{name}", value, from_text=False)
             except ConfigError as exc:

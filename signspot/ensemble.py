@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
-from .formats.scores import COVERAGE_PREFIX, SCORES_FILENAME, SCORES_FORMAT, ScoresFormatError
+from .formats.scores import SCORES_FILENAME, SCORES_FORMAT, ScoresFormatError, scored_with_original_windows
 from .original_results import ORIGINAL_RESULTS_FILENAME, load_any_scores
 
 __all__ = ["FrameScoreMean", "ensemble_frame_scores", "find_score_files"]
@@ -102,7 +102,7 @@ class FrameScoreMean:
         """Sets of one video must agree on its frame count.
 
         A per-frame score file states the video's frame count; an original result, or a file
-        scored with the original's windows (coverage "prefix"), covers a prefix of the video
+        scored with the original's windows (``--compat original``), covers a prefix of the video
         (its last partial batch of windows was never run), so its length is only a lower
         bound. Two stated counts that differ, or a prefix longer than a stated count, mean
         the files were scored on different videos or stores: an error naming both.
@@ -160,6 +160,6 @@ def ensemble_frame_scores(paths: Iterable[str | os.PathLike], progress: bool = T
     for path in tqdm(paths, desc="score files", unit="file", disable=not progress, file=sys.stderr):
         data = load_any_scores(path)
         original = data.get("format") != SCORES_FORMAT
-        prefix = original or (data.get("extra") or {}).get("coverage") == COVERAGE_PREFIX
+        prefix = original or scored_with_original_windows(data.get("extra"))
         mean.add(data["videos"], path, prefix=prefix, fps_known=not original)
     return mean.result()

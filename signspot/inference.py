@@ -1,9 +1,11 @@
-"""Per-checkpoint inference: every window of every video of a frame store -> one scores file.
+"""Inference: every window of every video of a frame store, through one or more checkpoints.
 
-One checkpoint is run over a frame store and the result is one scores file
-(:mod:`signspot.formats.scores`) holding, for each video, a ``(num_frames, C + 1)``
-array of class + background probabilities together with the fps, the frame
-count, the checkpoint path, the head weights, the window and the stride.
+The checkpoints run in one pass over the store (each frame decoded once, each batch of
+windows through every model, one pass per distinct window and frame size) and each
+gives one scores file (:mod:`signspot.formats.scores`) holding, for each video, a
+``(num_frames, C + 1)`` array of class + background probabilities together with the
+fps, the frame count, the checkpoint path, the head weights, the window and the
+stride: the file a run of that checkpoint alone writes.
 
 * The model and its input are rebuilt from the config stored in the checkpoint,
   read through :mod:`signspot.config`'s schema; a released checkpoint (no config)
@@ -32,7 +34,7 @@ from typing import Mapping, Sequence
 
 from .formats.errors import SignspotError
 from .formats.safe_io import atomic_dump_pickle, safe_pickle_load
-from .formats.scores import COVERAGE_PREFIX, SCORES_FILENAME
+from .formats.scores import SCORES_FILENAME
 from .run_dir import run_name
 
 __all__ = [
@@ -225,7 +227,7 @@ def find_checkpoints(items: Sequence[str | os.PathLike]) -> list[Path]:
 
 def infer_store(
     lmdb_dir: str,
-    checkpoint_dir: str | os.PathLike | Sequence[str | os.PathLike],
+    checkpoints: Sequence[str | os.PathLike],
     save_dir: str = "chalearn_results",
     *,
     split: str | None = None,
@@ -239,14 +241,14 @@ def infer_store(
     window: int | None = None,
     compat: str | None = None,
     progress: bool = True,
-) -> Path | list[Path] | None:
+) -> list[Path]:
     """Run checkpoints over a frame store and write one per-frame scores file each.
 
-    ``checkpoint_dir`` is one checkpoint file (the original's flag name; the path written is
-    returned), or a list of files and folders (:func:`find_checkpoints`; the paths written
-    are returned, in order). Several checkpoints are scored in one pass: each frame is
-    decoded once and every batch goes through every model; each file is the one a run
-    of that checkpoint alone writes. ``None`` on ranks other than 0 under ``torchrun``.
+    ``checkpoints``: checkpoint files and folders of them (:func:`find_checkpoints`).
+    Returns the paths written, one per checkpoint, in order (empty on ranks other than 0
+    under ``torchrun``). All are scored in one pass: each frame is decoded once and every
+    batch goes through every model; each file is the one a run of that checkpoint alone
+    writes. The flags that run the models are checked by :class:`ScoringOptions`.
 
     ``compat="original"`` runs the windows the original ran, in fp32: starts
     ``range(0, N - window)`` in batches of 8 with the last incomplete batch dropped, so
@@ -256,23 +258,24 @@ def infer_store(
     from signspot.datasets.frame_store import FrameStore, FrameStoreError
 
     from .runtime import fix_malloc_mmap_threshold
+    from .scoring import ScoringError, ScoringOptions
 
-    single = isinstance(checkpoint_dir, (str, os.PathLike))
-    if stride < 1:
-        raise InferenceError(f"--stride must be >= 1, got {stride}")
-    if batch_size < 1:
-        raise InferenceError(f"--batch-size must be >= 1, got {batch_size}")
-    if workers < 0:
-        raise InferenceError(f"--workers must be >= 0, got {workers}")
-    if amp not in (None, "", "bf16", "fp16"):
-        raise InferenceError(f"--amp must be bf16 or fp16, got {amp!r}")
-    amp = amp or None
+    if isinstance(checkpoints, (str, os.PathLike)):
+        raise TypeError(f"checkpoints is a list of checkpoint files and folders, got the one path {checkpoints!r}")
+    try:
+        options = ScoringOptions(device=device, amp=amp or None, stride=stride, window=window, batch_size=batch_size,
+                                 workers=workers, flip_tta=flip_tta)
+    except ScoringError as exc:
+        raise InferenceError(str(exc)) from None
+    amp = options.amp
     if compat not in (None, "", "none", "original"):
         raise InferenceError(f"--compat must be original or none, got {compat!r}")
     original = compat == "original"
     if original:
-        changed = [flag for flag, value, default in (("--stride", stride, 1), ("--batch-size", batch_size, 8),
-                                                     ("--amp", amp, None), ("--flip-tta", flip_tta, False),
+        defaults = ScoringOptions()
+        changed = [flag for flag, value, default in (("--stride", stride, defaults.stride),
+                                                     ("--batch-size", batch_size, defaults.batch_size),
+                                                     ("--amp", amp, defaults.amp), ("--flip-tta", flip_tta, False),
                                                      ("--window", window, None)) if value != default]
         if changed:
             raise InferenceError(
@@ -303,17 +306,12 @@ def infer_store(
     if not selected:
         raise InferenceError(f"{lmdb_path}: the frame store holds no videos")
 
-    if single:
-        checkpoints = [Path(checkpoint_dir)]
-        if checkpoints[0].is_dir():
-            candidates = sorted(p.name for p in checkpoints[0].glob("*.pt"))[:5]
-            hint = f" (checkpoints inside: {', '.join(candidates)})" if candidates else ""
-            raise InferenceError(f"{checkpoints[0]}: is a folder; give checkpoint files, or several paths{hint}")
-    else:
-        checkpoints = find_checkpoints(checkpoint_dir)
+    checkpoints = find_checkpoints(checkpoints)
     loaded = [(path, *load_inference_model(path, window=window)) for path in checkpoints]
-    if stride > min(spec.window for _, _, spec in loaded):
-        raise InferenceError(f"--stride {stride} > window: frames between windows would get no scores")
+    try:
+        options.check_window(min(spec.window for _, _, spec in loaded))
+    except ScoringError as exc:
+        raise InferenceError(str(exc)) from None
     out_paths: dict[Path, Path] = {}
     for path, _, _ in loaded:
         out_paths[path] = output_path(save_dir, lmdb_dir, path, split, taken=set(out_paths.values()))
@@ -321,12 +319,12 @@ def infer_store(
     groups: dict[tuple, list] = {}
     for path, model, spec in loaded:
         groups.setdefault((spec.window, spec.resize, spec.crop), []).append((path, model, spec))
-    options = dict(stride=stride, batch_size=batch_size, device=device, amp=amp, workers=workers, flip_tta=flip_tta,
-                   original=original, progress=progress)
+    options = dict(stride=options.stride, batch_size=options.batch_size, device=options.device, amp=amp,
+                   workers=options.workers, flip_tta=options.flip_tta, original=original, progress=progress)
     for group in groups.values():
         if _score_group(store, lmdb_path, selected, group, out_paths, **options) is None:  # not rank 0
-            return None
-    return out_paths[checkpoints[0]] if single else [out_paths[p] for p in checkpoints]
+            return []
+    return [out_paths[p] for p in checkpoints]
 
 
 def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths: dict, *, stride: int,
@@ -356,7 +354,7 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
         per_model = score_videos_with_models(
             models, store, mine, window=spec.window, stride=stride, transform=transform, runtime=runtime,
             head_weights=head_weights, batch_size=batch_size, workers=workers, flip_tta=flip_tta,
-            rule="original" if original else "full", drop_last_batch=original, progress=progress and rank == 0,
+            compat="original" if original else "none", drop_last_batch=original, progress=progress and rank == 0,
         )
         written = []
         for (path, _, model_spec), scores in zip(group, per_model):
@@ -389,8 +387,7 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
                     "flip_tta": bool(flip_tta),
                     "amp": amp or "off",
                     "frame_store": str(lmdb_path.resolve()),
-                    # "prefix": a video's scores may stop before its last frame (the original's windows)
-                    "coverage": COVERAGE_PREFIX if original else "all",
+                    # "original": a video's scores may stop before its last frame (the original's windows)
                     "compat": "original" if original else "none",
                 },
             )

@@ -10,8 +10,8 @@ Layout (the released runs' names, e.g. ``runs/5fold_neg01/maxfix_neg01_fold4``):
 
 Which epochs are the best is read from ``history.jsonl`` (:meth:`RunDir.ranked_epochs`):
 highest official F1 first, rounded as in the file name. On ties the newer epoch goes
-first under the original validation protocol (an equal F1 replaces a kept checkpoint,
-as the original's checkpoint handler did), the older one under ``eval.protocol="full"``.
+first under ``eval.compat="original"`` (an equal F1 replaces a kept checkpoint,
+as the original's checkpoint handler did), the older one under ``eval.compat="none"``.
 """
 
 from __future__ import annotations
@@ -144,12 +144,13 @@ class RunDir:
         return ranked
 
     def newer_first_on_ties(self) -> bool:
-        """The run's tie rule, from its ``config.json`` (``eval.protocol``; the original's when unknown)."""
+        """The run's tie rule, from its ``config.json`` (``eval.compat``; the original's when unknown)."""
         try:
-            protocol = json.loads(self.config_path.read_text()).get("eval", {}).get("protocol", "original")
+            section = json.loads(self.config_path.read_text()).get("eval", {})
+            compat = section.get("compat", {"full": "none"}.get(section.get("protocol"), "original"))
         except (OSError, ValueError, AttributeError):
-            protocol = "original"
-        return protocol != "full"
+            compat = "original"
+        return compat != "none"
 
     def best_checkpoints(self, history: Optional[Sequence[dict]] = None, *,
                          newer_first: Optional[bool] = None) -> List[Tuple[float, int, Path]]:

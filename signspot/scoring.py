@@ -12,6 +12,7 @@ received. Rows past the video's end (a padded short video) are discarded.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from signspot.datasets.transforms import normalize_clip
 from signspot.datasets.video_windows import StreamingWindowDataset, gather_windows
+from signspot.models.hs_i3d import HSI3D
 
 from .formats.errors import SignspotError
 from .formats.scores import as_numpy
@@ -27,6 +29,8 @@ from .formats.timebase import HEAD_NAMES
 from .runtime import Runtime, loader_worker_init
 
 __all__ = [
+    "AMP_MODES",
+    "ScoringOptions",
     "FrameScoreAccumulator",
     "ScoringError",
     "equal_head_weights",
@@ -40,6 +44,47 @@ __all__ = [
 
 class ScoringError(SignspotError, ValueError):
     """Scoring options or inputs that cannot give every frame a score."""
+
+
+AMP_MODES = ("bf16", "fp16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringOptions:
+    """How checkpoints are run over videos, checked once for every command that runs one.
+
+    The command line declares the flags once (:mod:`signspot.cli._flags`); inference and
+    ``spot.py`` build one of these from them. ``window`` None: each checkpoint's own.
+    """
+
+    device: Optional[str] = None  # --device: cpu, cuda, cuda:N; None: CUDA when available
+    amp: Optional[str] = None  # --amp: bf16 or fp16 autocast; None: fp32
+    stride: int = 1  # --stride: frames between window starts (1: the original)
+    window: Optional[int] = None  # --window: frames per window, a multiple of the model's temporal stride
+    batch_size: int = 8  # --batch-size: windows per forward pass
+    workers: int = 2  # --workers: processes decoding frames (0: in this process)
+    flip_tta: bool = False  # --flip-tta: also score mirrored windows and average
+
+    def __post_init__(self):
+        def positive_int(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+        problems = [
+            (not positive_int(self.stride), f"--stride must be >= 1, got {self.stride!r}"),
+            (not positive_int(self.batch_size), f"--batch-size must be >= 1, got {self.batch_size!r}"),
+            (not (isinstance(self.workers, int) and self.workers >= 0), f"--workers must be >= 0, got {self.workers!r}"),
+            (self.amp not in (None, *AMP_MODES), f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"),
+            (self.window is not None and not (positive_int(self.window) and self.window % HSI3D.TEMPORAL_STRIDE == 0),
+             f"--window must be a positive multiple of {HSI3D.TEMPORAL_STRIDE}, got {self.window!r}"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ScoringError(message)
+
+    def check_window(self, window: int) -> None:
+        """The stride must leave no frame between windows."""
+        if self.stride > window:
+            raise ScoringError(f"--stride {self.stride} > window {window}: frames between windows would get no scores")
 
 
 def equal_head_weights() -> dict:
@@ -137,16 +182,16 @@ class FrameScoreAccumulator:
             np.add.at(self._weight, rows, total_weight)
         self.num_windows += len(starts)
 
-    def result(self, *, covered_prefix: bool = False) -> np.ndarray:
+    def result(self, *, compat: str = "none") -> np.ndarray:
         """Per-frame scores (num_frames, C+1), float32. Every frame must be covered by a window.
 
-        ``covered_prefix``: the windows may leave a tail of the video uncovered (the
-        original's window rule); the rows of the frames up to the last covered one are returned.
+        ``compat="original"``: the original's windows may leave a tail of the video uncovered;
+        the rows of the frames up to the last covered one are returned.
         """
         weight = self._weight[: self.num_frames]
         uncovered = np.flatnonzero(weight == 0)
         rows = self.num_frames
-        if covered_prefix and len(uncovered) and uncovered[-1] == rows - 1 and len(uncovered) == rows - uncovered[0]:
+        if compat == "original" and len(uncovered) and uncovered[-1] == rows - 1 and len(uncovered) == rows - uncovered[0]:
             rows = int(uncovered[0])  # only a tail is uncovered
             uncovered = uncovered[:0]
         if len(uncovered) or rows == 0:
@@ -175,7 +220,7 @@ def score_videos_with_models(
     batch_size: int = 8,
     workers: int = 0,
     flip_tta: bool = False,
-    rule: str = "full",
+    compat: str = "none",
     drop_last_batch: bool = False,
     progress: bool = True,
 ) -> list[dict[str, dict]]:
@@ -190,9 +235,9 @@ def score_videos_with_models(
     With ``flip_tta`` each window is also run mirrored left-right and both count as
     windows of equal weight. The models run under ``runtime``'s device and autocast.
 
-    ``rule`` / ``drop_last_batch``: where windows start (:func:`datasets.windows.window_starts`;
-    ``"original"`` with ``drop_last_batch`` is the original's inference). Under the original
-    rule a video's tail may get no window: its entry then holds the covered frames only
+    ``compat`` / ``drop_last_batch``: where windows start (:func:`datasets.windows.window_starts`;
+    ``"original"`` with ``drop_last_batch`` is the original's inference). Under the original's
+    windows a video's tail may get no window: its entry then holds the covered frames only
     (``num_frames`` = rows), and a video with no window at all is left out.
     """
     if stride > window:
@@ -208,10 +253,10 @@ def score_videos_with_models(
     # Longest first so round-robin sharding over workers stays balanced.
     ordered = sorted(videos, key=lambda v: (-frame_counts[v], v))
     dataset = StreamingWindowDataset(
-        store, ordered, window=window, stride=stride, batch_size=batch_size, transform=transform, rule=rule,
+        store, ordered, window=window, stride=stride, batch_size=batch_size, transform=transform, compat=compat,
         drop_last_batch=drop_last_batch,
     )
-    ordered = dataset.videos  # those with a window: the original rule gives short videos none
+    ordered = dataset.videos  # those with a window: the original's windows give short videos none
     total_windows = sum(dataset.num_windows(frame_counts[v]) for v in ordered)
     workers = min(int(workers), len(ordered))
     loader = DataLoader(
@@ -258,7 +303,7 @@ def score_videos_with_models(
                 accumulators, _ = pending.pop(video_index)
                 video = ordered[video_index]
                 for m, accumulator in enumerate(accumulators):
-                    frame_scores = accumulator.result(covered_prefix=rule != "full")
+                    frame_scores = accumulator.result(compat=compat)
                     results[m][video] = {
                         "scores": frame_scores,
                         "fps": float(store.fps(video)),

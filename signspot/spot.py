@@ -133,6 +133,8 @@ def spot_videos(
     device: Optional[str] = None,
     amp: Optional[str] = None,
     workers: int = 1,
+    window: Optional[int] = None,
+    flip_tta: bool = False,
     decode_config: Optional[str] = None,
     save_scores: bool = False,
     tier: str = DEFAULT_TIER,
@@ -150,12 +152,12 @@ def spot_videos(
     from .formats.vocabulary import as_vocabulary, check_name, gloss_of
     from .inference import InferenceError, find_checkpoints, load_inference_model
     from .runtime import RuntimeSetupError, setup_runtime
-    from .scoring import equal_head_weights, score_videos_with_models
+    from .scoring import ScoringOptions, equal_head_weights, score_videos_with_models
 
     if box not in ("auto", "full"):
         raise SpotError(f"--box must be auto or full, got {box!r}")
-    if stride < 1 or batch_size < 1 or workers < 0:
-        raise SpotError("--stride and --batch-size must be >= 1, --workers >= 0")
+    options = ScoringOptions(device=device, amp=amp, stride=stride, window=window, batch_size=batch_size,
+                             workers=workers, flip_tta=flip_tta)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SpotError(f"{out}: --out exists and is not a folder")
@@ -165,19 +167,19 @@ def spot_videos(
     glosses = as_vocabulary(vocabulary)
     paths = find_video_files(videos, VIDEO_EXTENSIONS)
     checkpoint_paths = find_checkpoints(checkpoints)
-    loaded = [(p, *load_inference_model(p)) for p in checkpoint_paths]
+    loaded = [(p, *load_inference_model(p, window=window)) for p in checkpoint_paths]
     specs = {(spec.window, spec.resize, spec.crop, spec.num_classes) for _, _, spec in loaded}
     if len(specs) > 1:
         raise SpotError(f"the checkpoints differ in window, frame size or classes ({sorted(specs)}); "
                         "spot with one kind at a time")
     window, resize, crop, num_classes = specs.pop()
-    if stride > window:
-        raise SpotError(f"--stride {stride} > window {window}: frames between windows would get no scores")
+    options.check_window(window)
     if glosses is not None and len(glosses) < num_classes:
         raise SpotError(f"{vocabulary}: {len(glosses)} glosses for the checkpoints' {num_classes} classes")
     chosen_boxes = _boxes_for(paths, boxes, box, log)
     run_key = hashlib.sha1(json.dumps({
         "checkpoints": [_file_identity(p) for p in checkpoint_paths], "stride": stride, "amp": amp or "off",
+        "window": window, "flip_tta": flip_tta,
         "decode": settings.to_dict(), "glosses": list(glosses.glosses) if glosses else None, "tier": tier},
         sort_keys=True).encode()).hexdigest()
 
@@ -216,7 +218,7 @@ def spot_videos(
             per_model = score_videos_with_models(
                 models, source, [video], window=window, stride=stride, transform=EvalClipTransform(resize, crop),
                 runtime=runtime, head_weights=equal_head_weights(), batch_size=batch_size, workers=min(workers, 1),
-                progress=progress,
+                flip_tta=flip_tta, progress=progress,
             )
             mean = FrameScoreMean()
             for checkpoint, scored in zip(checkpoint_paths, per_model):

@@ -372,7 +372,7 @@ def save_epoch(s: Session, row: dict) -> None:
     )
     if "val_f1" in row:
         best = s.run.save_if_best(s.history, s.cfg.eval.keep_best, lambda path: save_checkpoint(path, **ckpt_args),
-                                  newer_first=s.cfg.eval.protocol == "original")
+                                  newer_first=s.cfg.eval.compat == "original")
         if best is not None:
             s.log(f"saved {best}")
     save_checkpoint(s.run.latest, **ckpt_args)
@@ -406,7 +406,7 @@ def train(cfg: Config, *, move_aside: bool = False) -> dict:
             barrier()
         if s.writer is not None:
             s.writer.close()
-        best = s.run.best_checkpoints(s.history, newer_first=cfg.eval.protocol == "original") if rt.dist.is_main else []
+        best = s.run.best_checkpoints(s.history, newer_first=cfg.eval.compat == "original") if rt.dist.is_main else []
         return {
             "run_dir": str(s.run.path),
             "epochs_done": max(stop_epoch, s.start_epoch),

@@ -4,12 +4,12 @@ The per-frame scores come from :func:`signspot.scoring.score_videos`, the path
 inference takes, with non-overlapping windows (stride = window) and the heads of
 ``eval.head_weights`` (default head "x" alone, the original's rule). They are
 decoded with the original rule (:func:`signspot.decode.decode_frame_scores`) and
-scored with the official metric. ``eval.protocol`` chooses the windows:
+scored with the official metric. ``eval.compat`` chooses the windows:
 
-* ``"original"`` (the recipe's): the original's ``range(0, n - window, window)``; the
+* ``"original"`` (the recipe's): the original's windows, ``range(0, n - window, window)``; the
   frames after the last window get no scores, and a video of at most one window is
   left out (its signs count neither way), as the original's validation did;
-* ``"full"``: every frame is scored, the last window shifted back onto the tail.
+* ``"none"``: every frame is scored, the last window shifted back onto the tail.
 
 The ground truth is ``eval.ground_truth`` (the split's pkl files, as the original
 read it) when given, else the validation CSV's signs converted to milliseconds.
@@ -85,16 +85,16 @@ def _ground_truth_of(videos: list, paths, num_classes: int) -> dict:
 @torch.no_grad()
 def validate(model: torch.nn.Module, val: ValidationSet, store, cfg: Config, rt: Runtime) -> dict:
     """Official F1 on the validation videos (all processes get the same result)."""
-    rule = "original" if cfg.eval.protocol == "original" else "full"
+    compat = cfg.eval.compat
     scores = score_videos(
         model, store, val.my_videos, window=cfg.data.window, stride=cfg.data.window, transform=val.transform,
         runtime=rt, head_weights=val.head_weights, batch_size=cfg.eval.batch_size, workers=cfg.eval.num_workers,
-        rule=rule, progress=False,
+        compat=compat, progress=False,
     )
     predictions = {video: decode_frame_scores(entry["scores"], entry["fps"]) for video, entry in scores.items()}
     merged = {}
     for part in all_gather_objects(predictions):
         merged.update(part)
     # the original scored the videos that had a window; "full" scores every video
-    gt = {v: rows for v, rows in val.gt.items() if v in merged} if rule == "original" else val.gt
+    gt = {v: rows for v, rows in val.gt.items() if v in merged} if compat == "original" else val.gt
     return official_score(gt, merged)

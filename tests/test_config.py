@@ -139,3 +139,13 @@ def test_apply_overrides_then_finalize_recomputes_derived():
 def test_both_initialisations_is_an_error():
     with pytest.raises(ConfigError, match="at most one"):
         load_config(None, ["model.bsl1k_weights=a.pth", "model.init_checkpoint=b.pt"])
+
+
+def test_a_config_stored_with_eval_protocol_reads_as_eval_compat():
+    from signspot.config import config_from_dict, config_to_dict
+
+    stored = config_to_dict(Config())
+    stored["eval"] = {k: v for k, v in stored["eval"].items() if k != "compat"} | {"protocol": "full"}
+    assert config_from_dict(stored).eval.compat == "none"
+    with pytest.raises(ConfigError, match="eval.protocol: renamed eval.compat"):
+        load_config(None, ["eval.protocol=full"])

@@ -201,8 +201,8 @@ def test_stream_through_worker_process_with_large_batches(store_dir):
 
 @pytest.mark.parametrize("stride,workers", [(1, 0), (4, 2)])
 def test_scores_match_direct_computation(store_dir, checkpoint_path, tmp_path, stride, workers):
-    out = infer_store(
-        str(store_dir), str(checkpoint_path), str(tmp_path / "results"),
+    (out,) = infer_store(
+        str(store_dir), [str(checkpoint_path)], str(tmp_path / "results"),
         stride=stride, batch_size=5, device="cpu", workers=workers, progress=False,
     )
     assert out == tmp_path / "results" / "test" / f"{RUN}_{Path(CKPT_NAME).stem}" / SCORES_FILENAME
@@ -223,8 +223,8 @@ def test_scores_match_direct_computation(store_dir, checkpoint_path, tmp_path, s
 
 
 def test_flip_tta_and_video_subset(store_dir, checkpoint_path, tmp_path):
-    out = infer_store(
-        str(store_dir), str(checkpoint_path), str(tmp_path), split="val_subset", stride=8,
+    (out,) = infer_store(
+        str(store_dir), [str(checkpoint_path)], str(tmp_path), split="val_subset", stride=8,
         device="cpu", workers=0, videos=["short_video,mid_video"], flip_tta=True, progress=False,
     )
     assert out.parent.parent.name == "val_subset"
@@ -276,19 +276,21 @@ def test_spec_from_checkpoint_configs():
 def test_bad_input_is_reported(store_dir, checkpoint_path, tmp_path):
     common = dict(save_dir=str(tmp_path / "r"), device="cpu", workers=0, progress=False)
     with pytest.raises(InferenceError, match="no such checkpoint"):
-        infer_store(str(store_dir), str(tmp_path / "missing.pt"), **common)
-    with pytest.raises(InferenceError, match="is a folder"):
-        infer_store(str(store_dir), str(checkpoint_path.parent), **common)
+        infer_store(str(store_dir), [str(tmp_path / "missing.pt")], **common)
+    with pytest.raises(TypeError, match="a list of checkpoint files and folders"):
+        infer_store(str(store_dir), str(checkpoint_path), **common)
+    with pytest.raises(InferenceError, match="a folder with no checkpoint"):
+        infer_store(str(store_dir), [str(tmp_path)], **common)
     with pytest.raises(InferenceError, match="frame store not found"):
-        infer_store(str(tmp_path / "no_store"), str(checkpoint_path), **common)
+        infer_store(str(tmp_path / "no_store"), [str(checkpoint_path)], **common)
     with pytest.raises(InferenceError, match="unknown video.*nope"):
-        infer_store(str(store_dir), str(checkpoint_path), videos=["nope"], **common)
+        infer_store(str(store_dir), [str(checkpoint_path)], videos=["nope"], **common)
     with pytest.raises(InferenceError, match="stride"):
-        infer_store(str(store_dir), str(checkpoint_path), stride=WINDOW + 1, **common)
+        infer_store(str(store_dir), [str(checkpoint_path)], stride=WINDOW + 1, **common)
     not_a_ckpt = tmp_path / "junk.pt"
     not_a_ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(InferenceError, match="junk.pt"):
-        infer_store(str(store_dir), str(not_a_ckpt), **common)
+        infer_store(str(store_dir), [str(not_a_ckpt)], **common)
     # Weights of another architecture than the config announces: a clear mismatch error.
     other = tmp_path / "other" / "ckpts" / "wrong.pt"
     other.parent.mkdir(parents=True)
@@ -296,7 +298,7 @@ def test_bad_input_is_reported(store_dir, checkpoint_path, tmp_path):
     ckpt["config"]["data"]["num_classes"] = NUM_CLASSES + 3
     torch.save(ckpt, other)
     with pytest.raises(InferenceError, match="wrong.pt.*does not fit"):
-        infer_store(str(store_dir), str(other), **common)
+        infer_store(str(store_dir), [str(other)], **common)
     assert not (tmp_path / "r").exists()  # nothing written on failure
 
 
@@ -310,7 +312,7 @@ def test_script_error_exit(tmp_path, store_dir, monkeypatch):
 
 
 def test_torchrun_two_processes_match_single(store_dir, checkpoint_path, tmp_path):
-    single = infer_store(str(store_dir), str(checkpoint_path), str(tmp_path / "single"), stride=4,
+    (single,) = infer_store(str(store_dir), [str(checkpoint_path)], str(tmp_path / "single"), stride=4,
                   device="cpu", workers=0, progress=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
@@ -340,19 +342,19 @@ def test_torchrun_two_processes_match_single(store_dir, checkpoint_path, tmp_pat
     (32, []), (5, []),           # at most one window long: no window (range(0, 0))
 ])
 def test_original_window_rule_and_dropped_batch(n, expected):
-    dataset = StreamingWindowDataset(None, [], window=32, stride=1, batch_size=8, transform=None, rule="original",
+    dataset = StreamingWindowDataset(None, [], window=32, stride=1, batch_size=8, transform=None, compat="original",
                                      drop_last_batch=True)
     assert dataset.starts(n).tolist() == expected
-    assert window_starts(n, 32, 1, rule="original").tolist() == list(range(max(n - 32, 0)))
-    assert window_starts(n, 32, 32, rule="original").tolist() == list(range(0, max(n - 32, 0), 32))
+    assert window_starts(n, 32, 1, compat="original").tolist() == list(range(max(n - 32, 0)))
+    assert window_starts(n, 32, 32, compat="original").tolist() == list(range(0, max(n - 32, 0), 32))
 
 
 def test_compat_original_inference_scores_the_original_windows(store_dir, checkpoint_path, tmp_path):
     common = dict(save_dir=str(tmp_path), device="cpu", workers=0, progress=False)
-    full = load_frame_scores(infer_store(str(store_dir), str(checkpoint_path), **common))
-    compat_path = infer_store(str(store_dir), str(checkpoint_path), split="compat", compat="original", **common)
+    full = load_frame_scores(infer_store(str(store_dir), [str(checkpoint_path)], **common)[0])
+    (compat_path,) = infer_store(str(store_dir), [str(checkpoint_path)], split="compat", compat="original", **common)
     compat = load_frame_scores(compat_path)
-    assert compat["extra"]["compat"] == "original" and compat["extra"]["coverage"] == "prefix"
+    assert compat["extra"]["compat"] == "original" and "coverage" not in compat["extra"]
     # long_video, 29 frames, window 16: starts range(0, 13) -> one whole batch of 8 -> frames 0..22 covered;
     # mid_video (3 starts) and short_video (none) get no whole batch: no scores, as in the original
     assert set(compat["videos"]) == {"long_video"}
@@ -362,7 +364,7 @@ def test_compat_original_inference_scores_the_original_windows(store_dir, checkp
     np.testing.assert_allclose(long["scores"][:8], full["videos"]["long_video"]["scores"][:8], atol=1e-6)
     assert not np.allclose(long["scores"][8:], full["videos"]["long_video"]["scores"][8:23], atol=1e-6)
     with pytest.raises(InferenceError, match="--compat original runs the original's windows in fp32.*drop --amp"):
-        infer_store(str(store_dir), str(checkpoint_path), split="c2", compat="original", amp="bf16", **common)
+        infer_store(str(store_dir), [str(checkpoint_path)], split="c2", compat="original", amp="bf16", **common)
 
 
 def test_one_pass_over_several_checkpoints_equals_one_run_each(store_dir, checkpoint_path, tmp_path):
@@ -379,7 +381,7 @@ def test_one_pass_over_several_checkpoints_equals_one_run_each(store_dir, checkp
                            save_dir=str(tmp_path / "one_pass"), **common)
     assert len(together) == 2 and together[0] != together[1]
     for i, (checkpoint, path) in enumerate(zip([checkpoint_path, other_run], together)):
-        alone = infer_store(str(store_dir), str(checkpoint), save_dir=str(tmp_path / f"alone_{i}"), **common)
+        (alone,) = infer_store(str(store_dir), [str(checkpoint)], save_dir=str(tmp_path / f"alone_{i}"), **common)
         a, b = load_frame_scores(path), load_frame_scores(alone)
         assert a["checkpoint"] == b["checkpoint"] == str(checkpoint.resolve())
         for video in LENGTHS:

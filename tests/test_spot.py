@@ -91,8 +91,8 @@ def test_spot_equals_the_store_path_up_to_jpeg(videos, checkpoint_path, tmp_path
     store_path = videos / "store_original"
     if not store_path.exists():
         create_frame_store(store_path, videos / "videos", videos / "boxes.json", workers=0, progress=False)
-    scores_file = infer_store(str(store_path), str(checkpoint_path), save_dir=str(tmp_path / "res"), device="cpu",
-                              workers=0, progress=False)
+    (scores_file,) = infer_store(str(store_path), [str(checkpoint_path)], save_dir=str(tmp_path / "res"),
+                                 device="cpu", workers=0, progress=False)
     via_store = ensemble_frame_scores([scores_file], progress=False)
     agree, total, max_diff = 0, 0, 0.0
     for video in LENGTHS:

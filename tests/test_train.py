@@ -138,15 +138,16 @@ def test_cosine_schedule_ends_at_min_factor():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-@pytest.mark.parametrize("protocol", ["full", "original"])
-def test_save_if_best_keeps_the_top_k(tmp_path, protocol):
+@pytest.mark.parametrize("stored", [{"compat": "none"}, {"compat": "original"}, {"protocol": "full"},
+                                    {"protocol": "original"}])  # protocol: the field's name before
+def test_save_if_best_keeps_the_top_k(tmp_path, stored):
     def save(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
 
     run, history = RunDir(tmp_path), []
-    run.config_path.write_text(json.dumps({"eval": {"protocol": protocol}}))
-    newer = protocol == "original"  # the original's checkpoint handler: an equal score replaces a kept one
+    run.config_path.write_text(json.dumps({"eval": stored}))
+    newer = "original" in stored.values()  # the original's checkpoint handler: an equal score replaces a kept one
 
     def validated(epoch, f1):
         history.append({"epoch": epoch, "val_f1": f1})
@@ -293,7 +294,7 @@ def test_recipe_defaults_are_the_original():
     from signspot.config import Config
 
     cfg = Config()
-    assert cfg.train.drop_last is True and cfg.eval.protocol == "original" and cfg.train.batch_size == 8
+    assert cfg.train.drop_last is True and cfg.eval.compat == "original" and cfg.train.batch_size == 8
     assert cfg.train.sync_batchnorm is False
 
 

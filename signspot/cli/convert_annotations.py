@@ -25,21 +25,19 @@ from ..formats.elan import DEFAULT_TIER
 from ..formats.gt import load_intervals, save_intervals_eaf, save_intervals_pkl, save_intervals_txt
 from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import CommandError, run_main
+from ._flags import annotation_flags
 
 KINDS = ("pkl", "txt", "eaf")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[annotation_flags()])
     p.add_argument("--in", dest="source", required=True,
                    help="a .pkl file, or a folder of <video>.txt or of <video>.eaf files")
     p.add_argument("--out", required=True, help="the .pkl file or the folder to write (existing files are refused)")
     p.add_argument("--to", choices=KINDS,
                    help="what to write: pkl, txt (folder) or eaf (folder); default: from --out (see above)")
-    p.add_argument("--tier", default=DEFAULT_TIER,
-                   help="ELAN tier holding the signs, read or written (default: %(default)s)")
-    p.add_argument("--vocabulary", metavar="FILE",
-                   help="glosses, one per line, line k = class k; without it ELAN values are class ids")
     p.add_argument("--media-dir", dest="media_dir", metavar="DIR",
                    help="folder of the videos: each written .eaf links <video>.mp4 (or .avi, .mov, .mkv) there")
     return p.parse_args(argv)

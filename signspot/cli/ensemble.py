@@ -27,10 +27,12 @@ from ..metric import format_score, official_score, warn_if_no_signs
 from ..original_results import ORIGINAL_RESULTS_FILENAME
 from ..tuning import format_tuning_table, settings_of, tune_decode_settings
 from ._exit import CommandError, run_main
+from ._flags import annotation_flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[annotation_flags()])
     p.add_argument("--results-dir", "--results_dir", dest="results_dir", default="chalearn_results/test",
                    help="folder searched recursively for score files (default: %(default)s)")
     p.add_argument("--out", default="predictions.pkl", help="predictions file to write (default: %(default)s)")
@@ -47,11 +49,6 @@ def parse_args(argv=None):
     p.add_argument("--save-decode-config", metavar="JSON",
                    help="where to save the decode settings (default with --tune-on: decode_config.json beside --out)")
     p.add_argument("--evaluate", metavar="GT", help="print the official score of the written predictions")
-    p.add_argument("--tier", default=DEFAULT_TIER,
-                   help="the ELAN tier holding the signs, when --tune-on / --evaluate is a folder of .eaf files "
-                        "(default: %(default)s)")
-    p.add_argument("--vocabulary", metavar="FILE",
-                   help="glosses of those .eaf values, one per line (line k = class k); without it they are class ids")
     p.add_argument("--save-scores", metavar="FILE", help="also save the ensembled per-frame scores (for plots)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     return p.parse_args(argv)

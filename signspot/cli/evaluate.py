@@ -16,18 +16,15 @@ from ..formats.safe_io import atomic_write, refuse_outputs_over_inputs
 from ..formats.vocabulary import load_vocabulary
 from ..metric import format_report, format_score, official_score, score_report, strict_score, warn_if_no_signs
 from ._exit import CommandError, run_main
+from ._flags import annotation_flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[annotation_flags()])
     p.add_argument("--gt", help="ground truth: a .pkl file, or a folder of <video>.txt (class,start_ms,end_ms lines) "
                                 "or of <video>.eaf (ELAN)")
     p.add_argument("--pred", help="predictions: a .pkl file, or a folder of <video>.txt or <video>.eaf")
-    p.add_argument("--tier", default=DEFAULT_TIER,
-                   help="the ELAN tier holding the signs, for .eaf folders (default: %(default)s)")
-    p.add_argument("--vocabulary", metavar="FILE",
-                   help="glosses, one per line (line k = class k): the values in .eaf files (without it they are "
-                        "class ids) and the class names of --report")
     p.add_argument("--json", dest="json_path", metavar="FILE",
                    help="also write {f1, precision, recall, tp, fp, fn} to this JSON file")
     p.add_argument("--report", action="store_true", help="print per-IoU-threshold and per-class tables")

@@ -1,8 +1,9 @@
-"""Score every frame of every video in a frame store with one checkpoint.
+"""Score every frame of every video in a frame store with one or more checkpoints, in one pass.
 
-Writes {save_dir}/{split}/{run}_{checkpoint stem}/frame_scores.pkl: per-frame
-class + background probabilities of every video, with its fps and frame count,
-the checkpoint path, head weights, window and stride; the input of
+Each frame is decoded once and every batch of windows goes through every checkpoint.
+Writes, per checkpoint, {save_dir}/{split}/{run}_{checkpoint stem}/frame_scores.pkl:
+per-frame class + background probabilities of every video, with its fps and frame
+count, the checkpoint path, head weights, window and stride; the input of
 solution_test_creator_v2.py. {run} is the training run's folder (the one above
 ckpts/). The model is rebuilt from the config stored in the checkpoint; a
 released checkpoint (no config) gets the original HS-I3D.
@@ -16,12 +17,15 @@ import argparse
 
 from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import run_main
+from ._flags import model_flags
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[model_flags(workers=2, workers_help="worker processes decoding frames, "
+                                                                                  "one video each at a time")])
     parser.add_argument("--lmdb_dir", required=True, help="frame store folder (ours or the original LMDB layout)")
-    parser.add_argument("--checkpoint", "--checkpoint_dir", dest="checkpoint_dir", required=True, nargs="+",
+    parser.add_argument("--checkpoint", "--checkpoint_dir", dest="checkpoints", required=True, nargs="+",
                         metavar="PATH",
                         help="checkpoint files (.pt), ours or released ones, or folders of them (a folder gives the "
                              "best_checkpoint_*.pt files under it, else every *.pt); several are scored in one pass, "
@@ -33,16 +37,9 @@ def parse_args(argv=None):
         help="results sub-folder; default: test/valid/train if the store folder's name contains it, "
         "else the store folder's name",
     )
-    parser.add_argument("--stride", type=int, default=1, help="frames between window starts (default 1, the original; at most the window)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    parser.add_argument("--window", type=int, default=None, help="window length, a multiple of 8 (default: the checkpoint's, else 32)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; default: CUDA if available")
-    parser.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision autocast (default off; fp16 on CUDA only)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes decoding frames, one video each at a time (default 2; 0: in this process)")
     parser.add_argument(
         "--videos", nargs="+", default=None, help="score only these videos (names, space- or comma-separated)"
     )
-    parser.add_argument("--flip-tta", action="store_true", help="also score left-right mirrored windows and average")
     parser.add_argument("--compat", choices=["original", "none"], default=None,
                         help="original: run exactly the original's windows in fp32 (starts range(0, N - 32), batches "
                              "of 8, the last incomplete batch dropped), for the released predictions bit for bit; "
@@ -55,7 +52,7 @@ def main(**options):
     from ..inference import infer_store
 
     refuse_outputs_over_inputs({"--save_dir": options.get("save_dir")},
-                               {"--lmdb_dir": options.get("lmdb_dir"), "--checkpoint": options.get("checkpoint_dir")})
+                               {"--lmdb_dir": options.get("lmdb_dir"), "--checkpoint": options.get("checkpoints")})
     return infer_store(**options)
 
 

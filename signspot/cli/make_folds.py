@@ -23,10 +23,12 @@ from ..formats.elan import DEFAULT_TIER
 from ..formats.safe_io import refuse_outputs_over_inputs
 from ..formats.vocabulary import load_vocabulary
 from ._exit import run_main
+from ._flags import annotation_flags
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[annotation_flags()])
     parser.add_argument("--train-gt", dest="train_gt", required=True,
                         help="training ground truth (.pkl, or a folder of <video>.txt or <video>.eaf)")
     parser.add_argument("--val-gt", dest="val_gt", default=None,
@@ -39,11 +41,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="breaks ties in the assignment (default 0)")
     parser.add_argument("--num-classes", dest="num_classes", type=int, default=None,
                         help="classes (default: the glosses of --vocabulary, else 60)")
-    parser.add_argument("--tier", default=DEFAULT_TIER,
-                        help="the ELAN tier holding the signs, for .eaf folders (default: %(default)s)")
-    parser.add_argument("--vocabulary", metavar="FILE",
-                        help="glosses of the .eaf values, one per line (line k = class k); without it the values "
-                             "are class ids")
     return parser.parse_args(argv)
 
 

@@ -14,13 +14,15 @@ video got; correct it and rerun with --boxes). A rerun skips the videos already 
 
 import argparse
 
-from ..formats.elan import DEFAULT_TIER
 from ..formats.safe_io import refuse_outputs_over_inputs
 from ._exit import run_main
+from ._flags import annotation_flags, model_flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[model_flags(workers=1, workers_help="a process decoding frames ahead of the "
+                                                                             "network"), annotation_flags()])
     p.add_argument("--videos", nargs="+", required=True, metavar="PATH",
                    help="video files (any container OpenCV reads), folders of videos, or glob patterns")
     p.add_argument("--checkpoints", nargs="+", required=True, metavar="PATH",
@@ -32,15 +34,7 @@ def parse_args(argv=None):
     where.add_argument("--box", choices=["auto", "full"], default="auto",
                        help="without --boxes: auto (default) estimates the signer from where the video moves; "
                             "full takes the whole frame")
-    p.add_argument("--vocabulary", metavar="FILE",
-                   help="glosses, one per line (line k = class k), for the ELAN files and the CSV (default: class ids)")
-    p.add_argument("--stride", type=int, default=1, help="frames between window starts (default 1, the original)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; default: CUDA if available")
-    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision autocast (default off)")
-    p.add_argument("--workers", type=int, default=1, help="a process decoding frames ahead of the network (default 1; 0: none)")
     p.add_argument("--decode-config", metavar="JSON", help="decode settings saved by solution_test_creator_v2.py --tune-on")
-    p.add_argument("--tier", default=DEFAULT_TIER, help="name of the ELAN tier of the signs (default: %(default)s)")
     p.add_argument("--save-scores", action="store_true", help="also write the per-frame scores, OUT/scores/<video>/")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     return p.parse_args(argv)

@@ -23,18 +23,15 @@ from ..metric import score_report
 from ..original_results import load_any_scores
 from ..plots import load_class_names, plot_class_f1, plot_threshold_curves, plot_video_timeline
 from ._exit import CommandError, run_main
+from ._flags import annotation_flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[annotation_flags()])
     p.add_argument("--scores", help="a per-frame score file (or original dict_results.pkl), or a folder to ensemble")
     p.add_argument("--gt", help="ground truth (.pkl, or a folder of <video>.txt or <video>.eaf)")
     p.add_argument("--pred", help="predictions (.pkl or folder); default: decode --scores with the original rule")
-    p.add_argument("--tier", default=DEFAULT_TIER,
-                   help="the ELAN tier holding the signs, for .eaf folders (default: %(default)s)")
-    p.add_argument("--vocabulary", metavar="FILE",
-                   help="glosses, one per line (line k = class k): the labels of the plots and the values of .eaf "
-                        "files (without it they are class ids)")
     p.add_argument("--out", default="plots", help="output folder for the PNGs (default: %(default)s)")
     p.add_argument("--videos", nargs="*", help="videos to draw timelines for (default: the first --max-videos)")
     p.add_argument("--max-videos", type=int, default=10,
