@@ -22,9 +22,8 @@ the signer box itself: the frame store still enlarges it by
 :data:`~datasets.video_reader.BOX_MARGIN` on each side
 (:func:`~datasets.video_reader.crop_box`).
 
-On synthetic videos of 30-60 s (all splits; ``bench/bench_auto_box.py``) the
-estimate's IoU with the true box is 0.89 on average, 0.81 at worst; the store's own
-crop of the true box (its 10% margin) has IoU 0.79 with it on average.
+``bench/bench_auto_box.py`` measures the estimate's IoU with the true box on
+synthetic videos (README, "Your own videos").
 """
 
 from __future__ import annotations

@@ -315,7 +315,7 @@ class FrameStore:
 
         Repeated indices (padding) are decoded once. ``out``: an array to decode
         into when its shape is that of the result (a loader reusing one buffer
-        saves allocating, and the kernel zeroing, ~6 MB per 32-frame window);
+        saves allocating, and the kernel zeroing, a window's frames each time);
         otherwise, or when None, a new array is returned.
         """
         idx = self._checked_indices(video, indices)
@@ -329,9 +329,8 @@ class FrameStore:
         ``positions`` lists where the frame appears in ``indices`` (a repeated index
         is decoded once). ``frame`` is an ``(H, W, 3)`` RGB buffer reused for every
         frame: valid during the call only. A consumer that reduces each frame at
-        once (a crop, a warp) reads it while it is still in the CPU cache: copying a
-        224x224 crop out that way costs almost nothing, against ~3 ms per 32 frames
-        from a decoded ``(32, 256, 256, 3)`` clip.
+        once (a crop, a warp) reads it while it is still in the CPU cache, instead of
+        from a decoded clip that has left it (``bench/bench_data.py`` measures the loader).
         """
         idx = self._checked_indices(video, indices)
         if not idx.size:

@@ -22,10 +22,8 @@ Two more implementations of the same operations: the colour steps in torch on
 the training device (backend ``"device"``: the same 8-bit arithmetic), and a
 float reference with ``torchvision.transforms.v2.functional`` on the whole
 clip (backend ``"torchvision"``), which the tests hold the fast path to up to
-the 8-bit rounding. Cost of the loader stage on one CPU core, per 32-frame clip
-at the recipe's probabilities: ~7 ms from 256x256 frames, ~14 ms from 300x260
-crops (a rotated clip: ~13 / ~23 ms, bilinear at the frame's own size; a
-colour-jittered one ~14 / ~18 ms).
+the 8-bit rounding. The loader stage's cost per clip is measured by
+``bench/bench_data.py`` (README, "Speed").
 
 Loaders may hand the frames over one at a time as they are decoded
 (``sample_params`` / ``frame_stage`` / ``clip_stage``): each frame is rotated,

@@ -28,7 +28,8 @@ class StreamingWindowDataset(IterableDataset):
 
     Each item is one batch of up to ``batch_size`` windows of one video::
 
-        {"frames": (L, 3, crop, crop) float32   # frames [first_frame, first_frame + L)
+        {"frames": (L, crop, crop, 3) uint8     # frames [first_frame, first_frame + L), as the eval transform
+                                                # gives them; normalised on the device (normalize_clip)
          "offsets": (B,) int64                  # window b = frames[offsets[b] : offsets[b] + window]
          "starts": (B,) int64                   # absolute first frame of each window
          "video_index": int, "num_frames": int, "num_windows": int}

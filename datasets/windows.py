@@ -316,8 +316,8 @@ def _batch_tensor(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised tensor, in shared memory when made in a DataLoader worker (sent without a copy).
 
     Otherwise numpy allocates it: numpy asks Linux for transparent huge pages on large
-    arrays, which makes first writes to a fresh ~40 MB batch several times cheaper than
-    with torch's allocator (0.07 vs 0.65 ms per MB measured on the benchmark machine).
+    arrays, which makes first writes to a fresh batch several times cheaper than with
+    torch's allocator (``bench/bench_data.py``).
     """
     if get_worker_info() is None:
         return torch.from_numpy(np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
@@ -331,9 +331,8 @@ class BatchLease:
 
     :meth:`release` (once the clips have been copied to the device or turned into
     the network's float input) hands that memory back to the worker, which then
-    writes a later batch into it instead of filling fresh shared memory: the
-    kernel's zeroing of fresh pages cost ~1.4 ms per MB on the benchmark
-    machine, about 7 ms per 32x224x224 clip, half as much as decoding it. A
+    writes a later batch into it instead of filling fresh shared memory, whose pages
+    the kernel must zero first (a cost of the order of decoding the clip). A
     batch never released is never overwritten; the worker then makes new memory.
     Passes through the DataLoader's pinning unchanged.
     """

@@ -192,8 +192,7 @@ def fix_malloc_mmap_threshold(threshold: int = 1 << 20) -> bool:
 
     glibc raises its mmap threshold each time a large block is freed; later blocks
     of that size then come from the heap, which is not given back, and a process
-    that allocates a few tens of MB per batch grows by that much per batch (1.6 GB
-    after 25 batches of 224-px frames). A fixed threshold keeps such blocks in mmap,
+    that allocates a few tens of MB per batch grows by that much per batch. A fixed threshold keeps such blocks in mmap,
     returned on free. Returns False where the C library is not glibc.
     """
     try:

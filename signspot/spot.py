@@ -25,7 +25,8 @@ this call's: ``boxes.json`` keeps every video's box, ``predictions.pkl`` and
 ``spotted.csv`` every video spotted with this call's checkpoints and settings (the
 others are named). A folder holding such files that spot.py did not write is refused.
 Memory: the frames of one batch of windows plus, per
-checkpoint, the per-frame scores of the video being scored (~2 kB per frame).
+checkpoint, the per-frame scores of the video being scored (README: spot.py's memory on a
+1-hour video, ``bench/bench_spot.py``).
 """
 
 from __future__ import annotations
