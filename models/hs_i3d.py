@@ -209,14 +209,33 @@ class HSI3D(nn.Module):
 
         return self._apply(convert)
 
+    EMBEDDINGS = ("all", "backbone")  # per-frame features embed() gives (see there)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, pooled = self._heads(x)
+        out["x"] = self.head_all.classify(torch.cat(pooled, dim=2))  # (B, T, K)
+        return out
+
+    def embed(self, x: torch.Tensor, layer: str = "all") -> torch.Tensor:
+        """Per-frame features (B, T, D) of clips (B, T, C, H, W): no classifier, for matching signs no head knows.
+
+        ``"all"``: what the final head "x" classifies, every scale's pooled features side by side
+        (D = 2576 at width 1); ``"backbone"``: the I3D backbone's Mixed_5c pooled over space, one
+        vector per 8 frames repeated over them (D = 1024 at width 1).
+        """
+        if layer not in self.EMBEDDINGS:
+            raise ValueError(f"unknown embedding layer {layer!r}; choose from {', '.join(self.EMBEDDINGS)}")
+        _, pooled = self._heads(x, logits=False)
+        return torch.cat(pooled, dim=2) if layer == "all" else pooled[0]
+
+    def _heads(self, x: torch.Tensor, logits: bool = True) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """Logits of the four scale heads and their pooled features, each upsampled to T steps."""
         if x.dim() != 5:
             raise ValueError(f"expected clips (B, T, C, H, W), got shape {tuple(x.shape)}")
         steps = x.shape[1]
         if steps % self.TEMPORAL_STRIDE != 0:
             raise ValueError(f"the clip length T must be divisible by {self.TEMPORAL_STRIDE}, got T={steps}")
-        x = x.transpose(1, 2)  # (B, C, T, H, W)
-        f5, x8, x16, x32 = self.backbone_model(x)
+        f5, x8, x16, x32 = self.backbone_model(x.transpose(1, 2))  # (B, C, T, H, W) in
         out: dict[str, torch.Tensor] = {}
         pooled: list[torch.Tensor] = []
         for name, head, feature in (
@@ -225,8 +244,9 @@ class HSI3D(nn.Module):
             ("x16", self.head_16, x16),
             ("x32", self.head_32, x32),
         ):
-            out[name], features = head(feature)  # (B, T_head, K), (B, T_head, C)
+            features = head.pool(feature)  # (B, T_head, C)
+            if logits:
+                out[name] = head.classify(features)  # (B, T_head, K)
             # Nearest upsampling in time by an integer factor repeats each step.
             pooled.append(features.repeat_interleave(steps // features.shape[1], dim=1))
-        out["x"] = self.head_all.classify(torch.cat(pooled, dim=2))  # (B, T, K)
-        return out
+        return out, pooled

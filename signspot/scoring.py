@@ -131,13 +131,15 @@ class FrameScoreAccumulator:
     """
 
     def __init__(
-        self, num_frames: int, num_columns: int, window: int, head_weights: Optional[Mapping[str, float]] = None
+        self, num_frames: int, num_columns: int, window: int, head_weights: Optional[Mapping[str, float]] = None,
+        *, probabilities: bool = True,
     ):
         if num_frames < 1 or num_columns < 2 or window < 1:
             raise ValueError(f"need num_frames >= 1, num_columns >= 2, window >= 1; got {num_frames}, {num_columns}, {window}")
         self.num_frames = int(num_frames)
         self.num_columns = int(num_columns)
         self.window = int(window)
+        self.probabilities = probabilities  # softmax of logits; False: features averaged as they are
         self.head_weights = None if head_weights is None else {k: float(v) for k, v in head_weights.items()}
         # Padding rows absorb windows that run past the end of a short video.
         self._sum = np.zeros((self.num_frames + self.window, self.num_columns), dtype=np.float64)
@@ -168,7 +170,8 @@ class FrameScoreAccumulator:
                 raise ValueError(
                     f"head {head!r}: expected logits of shape ({len(starts)}, T, {self.num_columns}), got {logits.shape}"
                 )
-            combined += weight * upsample_nearest(softmax(logits), self.window, axis=1)
+            values = softmax(logits) if self.probabilities else logits
+            combined += weight * upsample_nearest(values, self.window, axis=1)
             total_weight += weight
         if total_weight <= 0:
             raise ValueError(f"head weights sum to {total_weight}; at least one must be positive")
@@ -222,6 +225,7 @@ def score_videos_with_models(
     flip_tta: bool = False,
     compat: str = "none",
     drop_last_batch: bool = False,
+    embed_layer: Optional[str] = None,
     progress: bool = True,
 ) -> list[dict[str, dict]]:
     """Score every frame of ``videos`` with each of ``models`` in one pass over the frames.
@@ -239,6 +243,9 @@ def score_videos_with_models(
     ``"original"`` with ``drop_last_batch`` is the original's inference). Under the original's
     windows a video's tail may get no window: its entry then holds the covered frames only
     (``num_frames`` = rows), and a video with no window at all is left out.
+
+    ``embed_layer``: per-frame features instead of scores (``model.embed(clips, embed_layer)``,
+    averaged over the windows covering a frame, no softmax), in ``"scores"`` as ``(num_frames, D)``.
     """
     if stride > window:
         raise ScoringError(f"stride {stride} > window {window} would leave frames between windows without scores")
@@ -246,6 +253,8 @@ def score_videos_with_models(
         raise ScoringError("no model to score with")
     device = runtime.device
     head_weights = dict(head_weights) if head_weights is not None else equal_head_weights()
+    if embed_layer is not None:
+        head_weights = {"features": 1.0}
     frame_counts = {v: int(store.num_frames(v)) for v in videos}
     for video, count in frame_counts.items():
         if count < 1:
@@ -287,7 +296,7 @@ def score_videos_with_models(
             for m, model in enumerate(models):
                 for view in views:
                     with runtime.autocast():
-                        outputs = model(view)
+                        outputs = model(view) if embed_layer is None else {"features": model.embed(view, embed_layer)}
                     head_logits = {h: outputs[h].float().cpu().numpy() for h in head_weights}
                     if video_index not in pending:
                         pending[video_index] = [[None] * len(models), 0]
@@ -295,7 +304,7 @@ def score_videos_with_models(
                     if accumulators[m] is None:
                         num_columns = next(iter(head_logits.values())).shape[-1]
                         accumulators[m] = FrameScoreAccumulator(int(batch["num_frames"]), num_columns, window,
-                                                                head_weights)
+                                                                head_weights, probabilities=embed_layer is None)
                     accumulators[m].add(starts, head_logits)
             pending[video_index][1] += n_windows
             bar.update(n_windows)

@@ -98,22 +98,30 @@ def _file_identity(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _boxes_for(paths: Mapping[str, Path], boxes_path: Optional[str], box_mode: str, log) -> dict:
-    """``{video: (box, how)}`` from the box file, or estimated (``auto``) or the whole frame (``full``)."""
+def signer_boxes(paths: Mapping[str, Path], boxes_path, box_mode: str, log) -> dict:
+    """``{video: (box, how)}`` from the box file(s) (``boxes_path``: one path or several, merged), or
+    estimated (``auto``) or the whole frame (``full``)."""
     from signspot.datasets.auto_box import estimate_signer_box
     from signspot.datasets.video_reader import box_for, load_boxes, parse_box
 
+    files = [] if not boxes_path else [boxes_path] if isinstance(boxes_path, (str, os.PathLike)) else list(boxes_path)
+    given, source = ({}, {}) if files else (None, {})
+    for file in files:
+        for name, raw in load_boxes(Path(file)).items():
+            if name in given and given[name] != raw:
+                raise SpotError(f"{file}: video {name!r} has another box in {source[name]}")
+            given[name], source[name] = raw, file
+    named = ", ".join(map(str, files))
     chosen = {}
-    given = load_boxes(Path(boxes_path)) if boxes_path else None
     for video, path in paths.items():
         if given is not None:
             raw = box_for(given, video, path)
             if raw is None:
-                raise SpotError(f"{boxes_path}: no box for video {video!r} ({path}); add one, or drop --boxes")
+                raise SpotError(f"{named}: no box for video {video!r} ({path}); add one, or drop --boxes")
             try:
-                chosen[video] = (list(parse_box(raw)), f"from {boxes_path}")
+                chosen[video] = (list(parse_box(raw)), f"from {source.get(video, source.get(path.stem))}")
             except ValueError as exc:
-                raise SpotError(f"{boxes_path}: video {video!r}: {exc}") from None
+                raise SpotError(f"{named}: video {video!r}: {exc}") from None
         else:
             estimate = estimate_signer_box(path, "motion" if box_mode == "auto" else "full")
             chosen[video] = (list(estimate.box), estimate.reason)
@@ -177,7 +185,7 @@ def spot_videos(
     options.check_window(window)
     if glosses is not None and len(glosses) < num_classes:
         raise SpotError(f"{vocabulary}: {len(glosses)} glosses for the checkpoints' {num_classes} classes")
-    chosen_boxes = _boxes_for(paths, boxes, box, log)
+    chosen_boxes = signer_boxes(paths, boxes, box, log)
     run_key = hashlib.sha1(json.dumps({
         "checkpoints": [_file_identity(p) for p in checkpoint_paths], "stride": stride, "amp": amp or "off",
         "window": window, "flip_tta": flip_tta,

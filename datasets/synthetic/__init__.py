@@ -16,6 +16,7 @@ Modules, each importing only the ones above it:
 * ``stats``         dataset statistics and the summary table
 * ``generate``      ``generate_dataset``: the whole dataset on disk (the file layout)
 * ``contact_sheet`` a PNG grid of frames of a written dataset
+* ``oslwl``         ``generate_oslwl``: the one-shot track (query videos, 4-s clips) of the same settings
 """
 
 from .config import (
@@ -31,6 +32,7 @@ from .config import (
 )
 from .contact_sheet import make_contact_sheet
 from .generate import generate_dataset
+from .oslwl import generate_oslwl, oslwl_signs
 from .plan import plan_dataset
 from .render import render_video
 from .repertoire import class_repertoire
@@ -46,6 +48,8 @@ __all__ = [
     "plan_dataset",
     "render_video",
     "generate_dataset",
+    "generate_oslwl",
+    "oslwl_signs",
     "make_contact_sheet",
     "parse_size",
     "parse_videos_per_split",

@@ -19,5 +19,6 @@ file) into one line, ``error: ...`` on stderr, and exit status 1.
 | ``scripts/visualize.py`` | ``signspot-visualize`` | :mod:`.visualize` |
 | ``scripts/convert_annotations.py`` | ``signspot-convert-annotations`` | :mod:`.convert_annotations` |
 | ``scripts/spot.py`` | ``signspot-spot`` | :mod:`.spot` |
+| ``scripts/find_sign.py`` | ``signspot-find-sign`` | :mod:`.find_sign` |
 | ``scripts/demo.py`` | (a clone only: it drives the scripts and ``config/``) | :mod:`.demo` |
 """

@@ -11,6 +11,8 @@ example of the command sequence for real data:
 5. ``main_results_creator_v2.py``         -> per-frame scores per checkpoint and split
 6. ``solution_test_creator_v2.py``        -> decoding tuned on validation, test predictions
 7. ``scripts/evaluate.py``, ``scripts/visualize.py`` -> official F1 and plots
+8. ``scripts/spot.py``                    -> the raw test videos to ELAN files
+9. ``scripts/find_sign.py``               -> one-shot spotting (OSLWL) of signs no model was trained on
 
 A stage whose output already exists is skipped, so an interrupted demo continues
 where it stopped (every stage writes atomically).
@@ -247,7 +249,26 @@ def run_demo(
     spotted_json = out_dir / "spotted_score.json"
     _run(["scripts/evaluate.py", "--gt", test_gt, "--pred", spotted / "predictions.pkl", "--json", spotted_json], log)
 
+    # 9. find a sign from one example: the one-shot track of the same settings, signs the models never saw
+    oslwl = out_dir / "oslwl_data"
+    if not (oslwl / "oslwl_stats.json").exists():
+        cmd = ["scripts/make_synthetic_dataset.py", "--task", "oslwl", "--out", oslwl, "--preset", "demo",
+               "--seed", seed, "--workers", workers, "--overwrite", "--quiet"]
+        if tiny:
+            cmd += ["--oslwl-signs", 2, "--clips-per-sign", 1]
+        _run(cmd, log)
+    found = out_dir / "found"
+    if not (found / "predictions.pkl").exists():
+        _run(["scripts/find_sign.py", "--queries", oslwl / "OSLWL_QUERY_TEST_SET", "--videos",
+              oslwl / "OSLWL_TEST_SET_VIDEOS", "--checkpoints", *checkpoints, "--out", found, "--weak-labels",
+              "--boxes", oslwl / "query_test_bboxes.json", oslwl / "oslwl_test_bboxes.json",
+              "--vocabulary", oslwl / "vocabulary.txt", "--no-progress"], log)
+    found_json = out_dir / "found_score.json"
+    _run(["scripts/evaluate.py", "--gt", oslwl / "OSLWL_TEST_SET_GT.pkl", "--pred", found / "predictions.pkl",
+          "--json", found_json], log)
+
     score = json.loads(score_json.read_text())
+    score_found = json.loads(found_json.read_text())
     score_original = json.loads(score_original_json.read_text())
     score_spotted = json.loads(spotted_json.read_text())
     elapsed = time.perf_counter() - start
@@ -257,6 +278,7 @@ def run_demo(
         "test_recall": score["recall"],
         "test_f1_original_decoding": score_original["f1"],
         "test_f1_spot": score_spotted["f1"],
+        "oslwl_test_f1_weak_labels": score_found["f1"],
         "checkpoints": [str(c) for c in checkpoints],
         "seconds": round(elapsed, 1),
         "commands": log,
@@ -271,10 +293,12 @@ def run_demo(
     print(f"predictions     {predictions}")
     print(f"plots           {plots}")
     print(f"ELAN files      {spotted}/*.eaf  (scripts/spot.py on the raw test videos, boxes estimated)")
+    print(f"one-shot        {found}  (scripts/find_sign.py: query videos of unseen signs, --weak-labels)")
     print(f"summary         {out_dir / 'demo_summary.json'}")
     print(f"test F1 (official metric): {score['f1']:.4f}  precision {score['precision']:.4f}  "
           f"recall {score['recall']:.4f}   [original decoding: {score_original['f1']:.4f}; "
           f"spot.py, estimated boxes: {score_spotted['f1']:.4f}]")
+    print(f"one-shot test F1 (find_sign.py, weak labels, signs no model was trained on): {score_found['f1']:.4f}")
     print(f"total time: {elapsed / 60:.1f} min")
     return summary
 

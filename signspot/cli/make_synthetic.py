@@ -13,6 +13,9 @@ for what is drawn and the statistics.  Examples:
 
   # a picture of what was drawn
   python scripts/make_synthetic_dataset.py --out /tmp/s --preset demo --contact-sheet sheet.png
+
+  # the one-shot track (OSLWL) of the same settings: query videos, 4-s clips, ground truth
+  python scripts/make_synthetic_dataset.py --task oslwl --out data/synthetic_oslwl --preset demo
 """
 
 import argparse
@@ -20,7 +23,9 @@ import argparse
 from signspot.datasets.synthetic import (
     PRESETS,
     SynthConfig,
+    SyntheticConfigError,
     generate_dataset,
+    generate_oslwl,
     make_contact_sheet,
     parse_size,
     parse_videos_per_split,
@@ -35,6 +40,13 @@ def parse_args(argv=None):
     demo = PRESETS["demo"]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
+    p.add_argument("--task", choices=("mssl", "oslwl"), default="mssl",
+                   help="mssl (default): continuous videos of the query classes; oslwl: the one-shot track of the "
+                        "same settings (query videos of signs no MSSL model has seen, clips holding them once)")
+    p.add_argument("--oslwl-signs", type=int, default=10,
+                   help="oslwl: one-shot signs per split, validation and test (default 10; the challenge had 20)")
+    p.add_argument("--clips-per-sign", type=int, default=4,
+                   help="oslwl: clips holding each sign (default 4; the challenge had 15 on average)")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help=f"named settings; 'demo' = {demo['classes']} classes, videos {demo['videos_per_split']}, "
                         f"{demo['seconds']:g} s, {demo['size'][0]}x{demo['size'][1]}, {demo['signers']} signers + "
@@ -63,7 +75,7 @@ def parse_args(argv=None):
 
 def main(out, preset=None, classes=None, videos_per_split=None, seconds=None, size=None, seed=None, workers=None,
          signers=None, test_only_signers=None, mean_sign_frames=None, coverage=None, imbalance=None,
-         overwrite=False, contact_sheet=None, quiet=False):
+         overwrite=False, contact_sheet=None, quiet=False, task="mssl", oslwl_signs=10, clips_per_sign=4):
     values = resolve_config(
         preset,
         classes=classes,
@@ -77,6 +89,12 @@ def main(out, preset=None, classes=None, videos_per_split=None, seconds=None, si
         coverage=coverage,
         imbalance=imbalance,
     )
+    if task == "oslwl":
+        if contact_sheet:
+            raise SyntheticConfigError("--contact-sheet draws the MSSL classes: it goes with --task mssl")
+        generate_oslwl(out, signs=oslwl_signs, clips_per_sign=clips_per_sign, workers=workers or 1,
+                       overwrite=overwrite, progress=not quiet, **values)
+        return
     generate_dataset(out, workers=workers, overwrite=overwrite, progress=not quiet, **values)
     if contact_sheet:
         path = make_contact_sheet(out, contact_sheet)

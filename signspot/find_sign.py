@@ -1,0 +1,312 @@
+"""Query videos in, where their signs occur out: :func:`find_signs`, the engine of ``scripts/find_sign.py``.
+
+Every query and every video is decoded once (:class:`~signspot.datasets.video_source.VideoSource`,
+signer boxes as ``spot.py`` finds them), embedded by each checkpoint
+(:meth:`~signspot.models.hs_i3d.HSI3D.embed`) and matched (:mod:`signspot.oneshot`). The output
+folder is written whole at the end (nothing is left by a failed run) and holds:
+
+* ``predictions.pkl``: ``{video: [[sign, start_ms, end_ms], ...]}``, the challenge's format;
+* ``spotted.csv``: ``video,query,sign,gloss,start_ms,end_ms,similarity``;
+* ``<video>.eaf``: ELAN 3.0, one tier ``signspot`` of the glosses found, a score tier below it;
+* ``plots/<video>.png``: each query's similarity over the video, the intervals found shaded;
+* ``match_config.json`` with ``--tune-on``: the open-search threshold tuned on that ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .formats.elan import DEFAULT_TIER
+from .oneshot import (
+    BASELINE_WINDOW,
+    MatchSettings,
+    OneShotError,
+    active_span,
+    clip_sign_id,
+    cosine_matrix,
+    dtw_curve,
+    dtw_intervals,
+    intervals_from_curve,
+    query_sign_id,
+    to_rows,
+    tune_threshold,
+)
+
+__all__ = ["find_signs"]
+
+
+def _embed(models, spec, source, names, *, layer: str, stride: int, runtime, batch_size: int, progress: bool):
+    """``[{video: (T, D) float32}]`` per model: per-frame features averaged over the windows covering a frame."""
+    from signspot.datasets.transforms import EvalClipTransform
+
+    from .scoring import score_videos_with_models
+
+    found = score_videos_with_models(models, source, names, window=spec.window, stride=stride,
+                                     transform=EvalClipTransform(spec.resize, spec.crop), runtime=runtime,
+                                     batch_size=batch_size, embed_layer=layer, progress=progress)
+    return [{name: entry["scores"] for name, entry in per_model.items()} for per_model in found]
+
+
+def _window_vectors(model, spec, source, name: str, *, runtime, batch_size: int) -> np.ndarray:
+    """The baseline's clip side: one backbone vector per 8-frame window, stride 1 (``(windows, D)``)."""
+    import torch
+
+    from signspot.datasets.transforms import EvalClipTransform, normalize_clip
+    from signspot.datasets.video_windows import StreamingWindowDataset, gather_windows
+
+    dataset = StreamingWindowDataset(source, [name], window=BASELINE_WINDOW, stride=1, batch_size=batch_size,
+                                     transform=EvalClipTransform(spec.resize, spec.crop))
+    vectors = []
+    with torch.inference_mode():
+        for batch in dataset:
+            clips = gather_windows(normalize_clip(batch["frames"].to(runtime.device)), batch["offsets"].tolist(),
+                                   BASELINE_WINDOW)
+            with runtime.autocast():
+                vectors.append(model.embed(clips, "backbone")[:, 0].float().cpu().numpy())
+    return np.concatenate(vectors)
+
+
+def _query_vector(model, spec, source, name: str, span, *, runtime) -> np.ndarray:
+    """The baseline's query side: one backbone vector of 8 frames spread over the query's signing."""
+    import torch
+
+    from signspot.datasets.transforms import EvalClipTransform, normalize_clip
+
+    picks = np.linspace(span[0], span[1] - 1, BASELINE_WINDOW).round().astype(int)
+    frames = EvalClipTransform(spec.resize, spec.crop)(source.read_frames(name, sorted(set(picks.tolist()))))
+    frames = frames[np.searchsorted(np.unique(picks), picks)]
+    with torch.inference_mode(), runtime.autocast():
+        clip = normalize_clip(torch.as_tensor(np.ascontiguousarray(frames))[None].to(runtime.device))
+        return model.embed(clip, "backbone")[0, 0].float().cpu().numpy()
+
+
+def _glosses(query_ids: Mapping[str, int], vocabulary):
+    """A vocabulary covering every query's sign id: the given one, else the query names as glosses."""
+    from .formats.vocabulary import Vocabulary
+
+    if vocabulary is not None:
+        missing = sorted({i for i in query_ids.values() if i >= len(vocabulary)})
+        if missing:
+            raise OneShotError(f"{vocabulary.source}: no gloss for sign id(s) {missing} of the queries; "
+                               f"it has {len(vocabulary)} (ids 0-{len(vocabulary) - 1})")
+        return vocabulary
+    names = {i: q for q, i in query_ids.items()}
+    return Vocabulary([names.get(i, f"s{i:02d}") for i in range(max(query_ids.values()) + 1)], "the query names")
+
+
+def _plot(path: Path, video: str, curves: Mapping[str, np.ndarray], found: Sequence[dict], fps: float,
+          num_frames: int, settings: MatchSettings, weak: bool) -> None:
+    from .plots import plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    seconds = np.arange(num_frames) / fps
+    for query, curve in curves.items():
+        shown = np.where(curve > -1, curve, np.nan)  # -1: no whole match ends there yet
+        ax.plot(seconds[: len(curve)], shown, lw=1.2, label=query)
+    for row in found:
+        ax.axvspan(row["start_ms"] / 1000, row["end_ms"] / 1000, color="tab:green", alpha=0.25)
+        ax.text(row["start_ms"] / 1000, ax.get_ylim()[1], f" {row['gloss']} {row['similarity']:.2f}", va="top",
+                fontsize=8)
+    if not weak:
+        ax.axhline(settings.threshold, color="grey", ls="--", lw=0.8, label=f"threshold {settings.threshold:.3f}")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("similarity" + (" (match ending here)" if settings.matcher == "dtw" else " (8-frame window)"))
+    ax.set_title(f"{video}: {'weak labels' if weak else 'open search'}, matcher {settings.matcher}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def find_signs(
+    queries: Sequence[str | os.PathLike],
+    videos: Sequence[str | os.PathLike],
+    checkpoints: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    weak_labels: bool = False,
+    vocabulary: Optional[str] = None,
+    boxes: Optional[str] = None,
+    box: str = "auto",
+    device: Optional[str] = None,
+    matcher: Optional[str] = None,
+    match_config: Optional[str] = None,
+    tune_on: Optional[str] = None,
+    stride: Optional[int] = None,
+    batch_size: int = 8,
+    tier: str = DEFAULT_TIER,
+    plots: bool = True,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Find each query's sign in ``videos``; write the results into ``out`` (see the module docstring)."""
+    from signspot.datasets.video_reader import VIDEO_EXTENSIONS
+    from signspot.datasets.video_source import VideoSource, find_video_files
+    from signspot.models.hs_i3d import HSI3D
+
+    from .formats.elan import write_eaf
+    from .formats.gt import load_intervals, save_intervals_pkl
+    from .formats.safe_io import atomic_write, refuse_outputs_over_inputs, staged_folder
+    from .formats.vocabulary import as_vocabulary, check_name
+    from .inference import find_checkpoints, load_inference_model
+    from .runtime import setup_runtime
+    from .spot import signer_boxes
+
+    # ---- every input checked before the first frame is read
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OneShotError(f"{out}: exists and is not an empty folder; choose another --out")
+    refuse_outputs_over_inputs({"--out": out}, {"--queries": list(queries), "--videos": list(videos),
+                                                "--checkpoints": list(checkpoints), "--tune-on": tune_on})
+    check_name(tier, "--tier")
+    if tune_on and weak_labels:
+        raise OneShotError("--tune-on tunes the open-search threshold: it goes without --weak-labels")
+    if tune_on and match_config:
+        raise OneShotError("give --tune-on (to tune the threshold) or --match-config (to reuse one), not both")
+    settings = MatchSettings.load_json(match_config) if match_config else MatchSettings()
+    if matcher is not None:
+        settings = MatchSettings(matcher=matcher, threshold=settings.threshold, relative=settings.relative,
+                                 close_gap=settings.close_gap)
+    glosses = as_vocabulary(vocabulary)
+    query_paths = find_video_files(queries, VIDEO_EXTENSIONS)
+    if not query_paths:
+        raise OneShotError(f"{', '.join(map(str, queries))}: no query video")
+    video_paths = find_video_files(videos, VIDEO_EXTENSIONS)
+    both = set(query_paths) & set(video_paths)
+    if both:
+        raise OneShotError(f"{sorted(both)[0]}: is both a query and a video to search")
+    query_ids = {q: query_sign_id(q, k, glosses) for k, q in enumerate(sorted(query_paths))}
+    glosses = _glosses(query_ids, glosses)
+    weak_ids = {v: clip_sign_id(v) for v in video_paths}
+    if weak_labels:
+        unlabelled = sorted(v for v, i in weak_ids.items() if i is None or i not in set(query_ids.values()))
+        if unlabelled:
+            raise OneShotError(f"{video_paths[unlabelled[0]]}: --weak-labels needs the sign id of a query in each "
+                               f"video's name (..._sNN_...), as the challenge's clips have; {len(unlabelled)} "
+                               "video(s) have none of the queries' ids")
+    gt = load_intervals(tune_on, vocabulary=glosses) if tune_on else None
+    checkpoint_paths = find_checkpoints(checkpoints)
+    loaded = [load_inference_model(p) for p in checkpoint_paths]
+    specs = {(s.window, s.resize, s.crop) for _, s in loaded}
+    if len(specs) > 1:
+        raise OneShotError(f"the checkpoints differ in window or frame size ({sorted(specs)}); use one kind at a time")
+    spec = loaded[0][1]
+    stride = stride or max(1, spec.window // 4)
+    if not 1 <= stride <= spec.window:
+        raise OneShotError(f"--stride must be in 1..{spec.window} (the window), got {stride}")
+    paths = {**query_paths, **video_paths}
+    chosen = signer_boxes(paths, boxes, box, log)
+    source = VideoSource(paths, {name: chosen[name][0] for name in paths})
+    for query in query_paths:
+        if source.num_frames(query) < HSI3D.TEMPORAL_STRIDE:
+            raise OneShotError(f"{query_paths[query]}: {source.num_frames(query)} frames, shorter than the model's "
+                               f"temporal stride ({HSI3D.TEMPORAL_STRIDE} frames): not a sign to look for")
+
+    # ---- embeddings
+    runtime = setup_runtime(device, None, cpu_autocast=True, flags=("--device", "--amp"))
+    models = [model.to(runtime.device) for model, _ in loaded]
+    try:
+        log(f"embedding {len(query_paths)} queries and {len(video_paths)} videos with {len(models)} checkpoint(s)")
+        frames = _embed(models, spec, source, sorted(paths), layer="all", stride=stride, runtime=runtime,
+                        batch_size=batch_size, progress=progress)
+        # centred over every frame searched: what all signing shares drops out
+        for f in frames:
+            stacked = np.concatenate([f[v] for v in video_paths])
+            mean = stacked.mean(0)
+            for name in f:
+                f[name] = f[name] - mean
+        spans = {q: active_span(np.mean([f[q] for f in frames], axis=0)) for q in query_paths}
+        if settings.matcher == "baseline":
+            windows = [{v: _window_vectors(m, spec, source, v, runtime=runtime, batch_size=batch_size)
+                        for v in video_paths} for m in models]
+            query_vectors = [{q: _query_vector(m, spec, source, q, spans[q], runtime=runtime) for q in query_paths}
+                             for m in models]
+    finally:
+        runtime.shutdown()
+
+    # ---- matching
+    candidates: Dict[str, list] = {v: [] for v in video_paths}  # (query, sign, first, last, similarity)
+    curves: Dict[str, Dict[str, np.ndarray]] = {v: {} for v in video_paths}
+    for video in sorted(video_paths):
+        n = source.num_frames(video)
+        for query in sorted(query_paths):
+            sign = query_ids[query]
+            if weak_labels and weak_ids[video] != sign:
+                continue
+            if settings.matcher == "dtw":
+                start, stop = spans[query]
+                similarity = np.mean([cosine_matrix(f[query][start:stop], f[video]) for f in frames], axis=0)
+                curve, starts = dtw_curve(similarity)
+                found = dtw_intervals(curve, starts, top1=weak_labels, threshold=-np.inf if gt else settings.threshold)
+            else:
+                curve = np.mean([[float(np.dot(qv[query], w) / max(np.linalg.norm(qv[query]) * np.linalg.norm(w),
+                                                                    1e-8)) for w in ws[video]]
+                                 for qv, ws in zip(query_vectors, windows)], axis=0)
+                # every run scores the clip's best window; in open search that must reach the threshold
+                found = [(a, b, float(curve.max())) for a, b, _ in intervals_from_curve(
+                    curve, n, window=BASELINE_WINDOW, relative=settings.relative, close_gap=settings.close_gap)]
+                if not weak_labels and gt is None:
+                    found = [f for f in found if f[2] >= settings.threshold]
+            curves[video][query] = curve
+            candidates[video] += [(query, sign, first, last, score) for first, last, score in found]
+
+    table = None
+    if gt is not None:
+        scored = {v: [(c[1], row, c[4]) for c in found for row in to_rows([c[2:]], c[1], source.fps(v))[0]]
+                  for v, found in candidates.items()}
+        missing = set(gt) - set(video_paths)
+        if missing == set(gt):
+            raise OneShotError(f"{tune_on}: none of its videos is among --videos; tune on labelled videos searched")
+        threshold, table = tune_threshold({v: r for v, r in scored.items() if v in gt}, gt)
+        settings = MatchSettings(settings.matcher, threshold, settings.relative, settings.close_gap)
+        best = next(r for r in table if r["threshold"] == threshold)
+        log(f"tuned on {tune_on}: threshold {threshold:.4f}, F1 {best['f1']:.4f} (precision {best['precision']:.4f}, "
+            f"recall {best['recall']:.4f})")
+        candidates = {v: [c for c in found if c[4] >= threshold] for v, found in candidates.items()}
+
+    # ---- outputs, written whole
+    predictions: Dict[str, List[List[int]]] = {}
+    rows_of: Dict[str, List[dict]] = {}
+    for video in sorted(video_paths):
+        fps = source.fps(video)
+        rows_of[video] = []
+        for query, sign, first, last, score in sorted(candidates[video], key=lambda c: (c[2], c[0])):
+            rows, _ = to_rows([(first, last, score)], sign, fps)
+            for row in rows:
+                rows_of[video].append({"query": query, "sign": sign, "gloss": glosses.gloss(sign),
+                                       "start_ms": row[1], "end_ms": row[2], "similarity": score})
+        predictions[video] = [[r["sign"], r["start_ms"], r["end_ms"]] for r in rows_of[video]]
+    with staged_folder(out) as staging:
+        save_intervals_pkl(predictions, staging / "predictions.pkl")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["video", "query", "sign", "gloss", "start_ms", "end_ms", "similarity"])
+        for video in sorted(rows_of):
+            for r in rows_of[video]:
+                writer.writerow([video, r["query"], r["sign"], r["gloss"], r["start_ms"], r["end_ms"],
+                                 f"{r['similarity']:.4f}"])
+        with atomic_write(staging / "spotted.csv", "w") as f:
+            f.write(buffer.getvalue())
+        from .formats.safe_io import safe_file_stems
+
+        stems = safe_file_stems(sorted(video_paths))
+        for video in sorted(video_paths):
+            write_eaf(staging / f"{stems[video]}.eaf", predictions[video], media=video_paths[video], vocabulary=glosses,
+                      scores=[min(1.0, max(0.0, r["similarity"])) for r in rows_of[video]], tier=tier, links_from=out)
+            if plots:
+                _plot(staging / "plots" / f"{stems[video]}.png", video, curves[video], rows_of[video],
+                      source.fps(video), source.num_frames(video), settings, weak_labels)
+        if table is not None:
+            settings.save_json(staging / "match_config.json", tuned_on=str(tune_on), table=table)
+    n = sum(len(r) for r in predictions.values())
+    log(f"wrote {out}: {n} interval(s) in {len(predictions)} video(s) ({'weak labels' if weak_labels else 'open search'}"
+        f", matcher {settings.matcher}" + ("" if weak_labels else f", threshold {settings.threshold:.4f}") + ")")
+    return {"out": str(out), "intervals": n, "videos": len(predictions), "settings": settings,
+            "predictions": predictions, "spans": spans}
