@@ -86,6 +86,30 @@ def _query_vector(model, spec, source, name: str, span, *, runtime) -> np.ndarra
         return model.embed(clip, "backbone")[0, 0].float().cpu().numpy()
 
 
+def feature_extractor(path: Path):
+    """``(model, spec, layer)`` of a checkpoint: a trained HS-I3D (ours or released: layer ``"all"``), or a
+    BSL-1K I3D (``model.bsl1k_weights``' file: its backbone in an HS-I3D, layer ``"backbone"``, 32-frame windows
+    of 224-px crops from 256-px frames, as the I3D was trained)."""
+    from .checkpoint import load_bsl1k_backbone, load_checkpoint
+    from .inference import InferenceError, InferenceSpec, load_inference_model
+
+    try:
+        model, spec = load_inference_model(path)
+        return model, spec, "all"
+    except InferenceError:
+        try:
+            is_bsl1k = "state_dict" in load_checkpoint(path)
+        except (OSError, ValueError, KeyError, RuntimeError):
+            is_bsl1k = False
+        if not is_bsl1k:
+            raise
+    from signspot.models import build_model
+
+    model = build_model("hs_i3d", num_classes=1)
+    load_bsl1k_backbone(model, path)
+    return model.eval(), InferenceSpec("hs_i3d", 1, 1.0, window=32, resize=256, crop=224), "backbone"
+
+
 def _glosses(query_ids: Mapping[str, int], vocabulary):
     """A vocabulary covering every query's sign id: the given one, else the query names as glosses."""
     from .formats.vocabulary import Vocabulary
@@ -155,7 +179,7 @@ def find_signs(
     from .formats.gt import load_intervals, save_intervals_pkl
     from .formats.safe_io import atomic_write, refuse_outputs_over_inputs, staged_folder
     from .formats.vocabulary import as_vocabulary, check_name
-    from .inference import find_checkpoints, load_inference_model
+    from .inference import find_checkpoints
     from .runtime import setup_runtime
     from .spot import signer_boxes
 
@@ -193,11 +217,12 @@ def find_signs(
                                "video(s) have none of the queries' ids")
     gt = load_intervals(tune_on, vocabulary=glosses) if tune_on else None
     checkpoint_paths = find_checkpoints(checkpoints)
-    loaded = [load_inference_model(p) for p in checkpoint_paths]
-    specs = {(s.window, s.resize, s.crop) for _, s in loaded}
+    loaded = [feature_extractor(p) for p in checkpoint_paths]
+    specs = {(s.window, s.resize, s.crop, layer) for _, s, layer in loaded}
     if len(specs) > 1:
-        raise OneShotError(f"the checkpoints differ in window or frame size ({sorted(specs)}); use one kind at a time")
-    spec = loaded[0][1]
+        raise OneShotError(f"the checkpoints differ in window, frame size or kind ({sorted(specs)}); use one kind "
+                           "at a time")
+    spec, layer = loaded[0][1], loaded[0][2]
     stride = stride or max(1, spec.window // 4)
     if not 1 <= stride <= spec.window:
         raise OneShotError(f"--stride must be in 1..{spec.window} (the window), got {stride}")
@@ -211,10 +236,10 @@ def find_signs(
 
     # ---- embeddings
     runtime = setup_runtime(device, None, cpu_autocast=True, flags=("--device", "--amp"))
-    models = [model.to(runtime.device) for model, _ in loaded]
+    models = [model.to(runtime.device) for model, _, _ in loaded]
     try:
         log(f"embedding {len(query_paths)} queries and {len(video_paths)} videos with {len(models)} checkpoint(s)")
-        frames = _embed(models, spec, source, sorted(paths), layer="all", stride=stride, runtime=runtime,
+        frames = _embed(models, spec, source, sorted(paths), layer=layer, stride=stride, runtime=runtime,
                         batch_size=batch_size, progress=progress)
         # centred over every frame searched: what all signing shares drops out
         for f in frames:

@@ -207,3 +207,18 @@ def test_bad_input_is_one_line_and_writes_nothing(oslwl, checkpoint_path, tmp_pa
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[-1].startswith("error:") and expected in lines[-1], lines[-1]
     assert not (tmp_path / "out").exists()
+
+
+def test_released_and_bsl1k_checkpoints_are_feature_extractors(tmp_path, fixture_weights):
+    import torch
+
+    from signspot.find_sign import feature_extractor
+    from tests.test_checkpoint import _bsl1k_file
+
+    torch.save(fixture_weights, tmp_path / "released.pt")  # a bare state dict, as the released files
+    model, spec, layer = feature_extractor(tmp_path / "released.pt")
+    assert layer == "all" and spec.window == 32 and spec.crop == 224
+    model, spec, layer = feature_extractor(_bsl1k_file(tmp_path)[0])
+    assert layer == "backbone" and spec.crop == 224
+    clips = torch.rand(1, 8, 3, 32, 32) - 0.5
+    assert model.embed(clips, layer).shape == (1, 8, 1024)
