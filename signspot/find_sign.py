@@ -15,6 +15,7 @@ folder is written whole at the end (nothing is left by a failed run) and holds:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -33,6 +34,7 @@ from .oneshot import (
     dtw_curve,
     dtw_intervals,
     intervals_from_curve,
+    one_sign_at_a_time,
     query_sign_id,
     to_rows,
     tune_threshold,
@@ -196,8 +198,7 @@ def find_signs(
         raise OneShotError("give --tune-on (to tune the threshold) or --match-config (to reuse one), not both")
     settings = MatchSettings.load_json(match_config) if match_config else MatchSettings()
     if matcher is not None:
-        settings = MatchSettings(matcher=matcher, threshold=settings.threshold, relative=settings.relative,
-                                 close_gap=settings.close_gap)
+        settings = dataclasses.replace(settings, matcher=matcher)
     glosses = as_vocabulary(vocabulary)
     query_paths = find_video_files(queries, VIDEO_EXTENSIONS)
     if not query_paths:
@@ -253,6 +254,12 @@ def find_signs(
                         for v in video_paths} for m in models]
             query_vectors = [{q: _query_vector(m, spec, source, q, spans[q], runtime=runtime) for q in query_paths}
                              for m in models]
+            for ws, qv in zip(windows, query_vectors):  # centred as the frame embeddings are
+                mean = np.concatenate(list(ws.values())).mean(0)
+                for name in ws:
+                    ws[name] = ws[name] - mean
+                for name in qv:
+                    qv[name] = qv[name] - mean
     finally:
         runtime.shutdown()
 
@@ -269,20 +276,22 @@ def find_signs(
                 start, stop = spans[query]
                 similarity = np.mean([cosine_matrix(f[query][start:stop], f[video]) for f in frames], axis=0)
                 curve, starts = dtw_curve(similarity)
-                found = dtw_intervals(curve, starts, top1=weak_labels, threshold=-np.inf if gt else settings.threshold)
+                found = dtw_intervals(curve, starts, top1=weak_labels, threshold=-np.inf)  # thresholded below
             else:
                 curve = np.mean([[float(np.dot(qv[query], w) / max(np.linalg.norm(qv[query]) * np.linalg.norm(w),
                                                                     1e-8)) for w in ws[video]]
                                  for qv, ws in zip(query_vectors, windows)], axis=0)
-                # every run scores the clip's best window; in open search that must reach the threshold
+                # every run scores the clip's best window (the recipe's gate, in open search the threshold)
                 found = [(a, b, float(curve.max())) for a, b, _ in intervals_from_curve(
                     curve, n, window=BASELINE_WINDOW, relative=settings.relative, close_gap=settings.close_gap)]
-                if not weak_labels and gt is None:
-                    found = [f for f in found if f[2] >= settings.threshold]
             curves[video][query] = curve
             candidates[video] += [(query, sign, first, last, score) for first, last, score in found]
 
+    if not weak_labels:  # before any threshold: the one kept is the most similar, whatever the threshold
+        candidates = {v: one_sign_at_a_time(found) for v, found in candidates.items()}
     table = None
+    if gt is None and not weak_labels:
+        candidates = {v: [c for c in found if c[4] >= settings.threshold] for v, found in candidates.items()}
     if gt is not None:
         scored = {v: [(c[1], row, c[4]) for c in found for row in to_rows([c[2:]], c[1], source.fps(v))[0]]
                   for v, found in candidates.items()}
@@ -290,7 +299,7 @@ def find_signs(
         if missing == set(gt):
             raise OneShotError(f"{tune_on}: none of its videos is among --videos; tune on labelled videos searched")
         threshold, table = tune_threshold({v: r for v, r in scored.items() if v in gt}, gt)
-        settings = MatchSettings(settings.matcher, threshold, settings.relative, settings.close_gap)
+        settings = dataclasses.replace(settings, threshold=threshold)
         best = next(r for r in table if r["threshold"] == threshold)
         log(f"tuned on {tune_on}: threshold {threshold:.4f}, F1 {best['f1']:.4f} (precision {best['precision']:.4f}, "
             f"recall {best['recall']:.4f})")

@@ -22,7 +22,10 @@ embedding, and a temporal similarity decides where the query's sign occurs:
 Decisions: with weak labels (each clip is known to hold its query's sign) the best
 match is the interval; in open search a query is found where the similarity reaches
 ``threshold`` (tuned on a labelled set, :func:`tune_threshold`), several times in a
-long video (non-overlapping peaks).
+long video (non-overlapping peaks), and where matches of several queries overlap the
+most similar one stays (:func:`one_sign_at_a_time`). Both matchers compare centred embeddings (the mean
+over every frame, or window, searched is taken off: what all signing shares says nothing
+about which sign it is).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "active_span",
     "dtw_curve",
     "intervals_from_curve",
+    "one_sign_at_a_time",
     "query_sign_id",
     "trivial_intervals",
     "tune_threshold",
@@ -198,6 +202,16 @@ def dtw_intervals(curve: np.ndarray, starts: np.ndarray, *, top1: bool, threshol
         if top1:
             break
     return found
+
+
+def one_sign_at_a_time(found: Sequence[tuple]) -> List[tuple]:
+    """Open search: where matches of several queries overlap in a video, the most similar one stays
+    (a signer signs one sign at a time). ``found``: ``(query, sign, first, last, similarity)`` tuples."""
+    kept: List[tuple] = []
+    for match in sorted(found, key=lambda m: -m[4]):
+        if all(match[3] < other[2] or match[2] > other[3] for other in kept):
+            kept.append(match)
+    return sorted(kept, key=lambda m: (m[2], m[0]))
 
 
 def intervals_from_curve(window_scores: np.ndarray, num_frames: int, *, window: int, relative: float,

@@ -285,6 +285,8 @@ def score_videos_with_models(
     pending: dict[int, list] = {}  # video_index -> [accumulator per model, windows seen]
     results: list[dict[str, dict]] = [{} for _ in models]
     bar = _progress(total_windows, progress, desc="windows")
+    projection = _Projection(total_windows, sum(frame_counts[v] for v in ordered),
+                             len(models) * (2 if flip_tta else 1), enabled=progress)
     with torch.inference_mode():
         for batch in loader:
             frames = normalize_clip(batch["frames"].to(device, non_blocking=True))  # uint8 -> float, on the device
@@ -308,6 +310,7 @@ def score_videos_with_models(
                     accumulators[m].add(starts, head_logits)
             pending[video_index][1] += n_windows
             bar.update(n_windows)
+            projection.update(n_windows)
             if pending[video_index][1] == int(batch["num_windows"]):
                 accumulators, _ = pending.pop(video_index)
                 video = ordered[video_index]
@@ -325,6 +328,38 @@ def score_videos_with_models(
         missing = [ordered[i] for i in pending]
         raise RuntimeError(f"scoring ended with videos not fully scored: {missing}")
     return [{v: found[v] for v in videos if v in found} for found in results]
+
+
+class _Projection:
+    """Before the work, what there is to score; after the first batches (10 s of them), the time it will take."""
+
+    def __init__(self, windows: int, frames: int, passes: int, *, enabled: bool, after_s: float = 10.0):
+        import sys
+        import time
+
+        self.enabled, self.windows, self.after_s, self.done, self.said = enabled, windows, after_s, 0, False
+        self.started, self._time, self._out = time.perf_counter(), time.perf_counter, sys.stderr
+        if enabled:
+            print(f"to score: {frames} frames, {windows} windows x {passes} network pass(es)", file=self._out,
+                  flush=True)
+
+    def update(self, windows: int) -> None:
+        self.done += windows
+        elapsed = self._time() - self.started
+        if self.enabled and not self.said and (elapsed >= self.after_s or self.done == self.windows):
+            self.said = True
+            rate = self.done / max(elapsed, 1e-9)
+            left = (self.windows - self.done) / rate
+            print(f"projected: {_duration(elapsed + left)} in all ({rate:.2f} windows/s over the first "
+                  f"{self.done} windows; {_duration(left)} left)", file=self._out, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _progress(total: int, enabled: bool, desc: str):

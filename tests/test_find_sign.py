@@ -103,6 +103,13 @@ def test_the_baselines_decision_marks_windows_near_the_best():
     assert [(a, b) for a, b, _ in intervals_from_curve(scores, 40, window=8, relative=0.9, close_gap=10)] == [(2, 30)]
 
 
+def test_where_matches_of_several_queries_overlap_the_most_similar_stays():
+    from signspot.oneshot import one_sign_at_a_time
+
+    found = [("a", 0, 10, 30, 0.6), ("b", 1, 25, 40, 0.8), ("a", 0, 50, 60, 0.5), ("c", 2, 41, 49, 0.4)]
+    assert one_sign_at_a_time(found) == [("b", 1, 25, 40, 0.8), ("c", 2, 41, 49, 0.4), ("a", 0, 50, 60, 0.5)]
+
+
 def test_match_settings_are_checked_and_round_trip(tmp_path):
     MatchSettings(threshold=0.42).save_json(tmp_path / "m.json", tuned_on="gt.pkl")
     assert MatchSettings.load_json(tmp_path / "m.json").threshold == 0.42

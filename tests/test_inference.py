@@ -389,3 +389,11 @@ def test_one_pass_over_several_checkpoints_equals_one_run_each(store_dir, checkp
     first, second = (load_frame_scores(p)["videos"]["long_video"]["scores"] for p in together)
     assert np.abs(first - second).max() > 1e-3  # the two models differ
 
+
+
+def test_inference_says_what_it_will_score_and_projects_the_time(store_dir, checkpoint_path, tmp_path, capsys):
+    infer_store(str(store_dir), [str(checkpoint_path)], str(tmp_path), device="cpu", workers=0, progress=True)
+    err = capsys.readouterr().err
+    frames = sum(LENGTHS.values())
+    assert f"to score: {frames} frames," in err
+    assert "projected:" in err and "windows/s over the first" in err
