@@ -183,6 +183,7 @@ def find_signs(
     from .formats.vocabulary import as_vocabulary, check_name
     from .inference import find_checkpoints
     from .runtime import setup_runtime
+    from .scoring import on_device
     from .spot import signer_boxes
 
     # ---- every input checked before the first frame is read
@@ -237,7 +238,7 @@ def find_signs(
 
     # ---- embeddings
     runtime = setup_runtime(device, None, cpu_autocast=True, flags=("--device", "--amp"))
-    models = [model.to(runtime.device) for model, _, _ in loaded]
+    models = [on_device(model, runtime) for model, _, _ in loaded]
     try:
         log(f"embedding {len(query_paths)} queries and {len(video_paths)} videos with {len(models)} checkpoint(s)")
         frames = _embed(models, spec, source, sorted(paths), layer=layer, stride=stride, runtime=runtime,

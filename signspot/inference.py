@@ -335,7 +335,7 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
 
     from .formats.scores import save_frame_scores
     from .runtime import RuntimeSetupError, setup_runtime
-    from .scoring import equal_head_weights, score_videos_with_models
+    from .scoring import equal_head_weights, on_device, score_videos_with_models
 
     spec = group[0][2]
     transform = EvalClipTransform(resize=spec.resize, crop=spec.crop)
@@ -346,7 +346,7 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
     except RuntimeSetupError as exc:
         raise InferenceError(str(exc)) from None
     rank, world = runtime.dist.rank, runtime.dist.world_size
-    models = [model.to(runtime.device) for _, model, _ in group]
+    models = [on_device(model, runtime, exact=original) for _, model, _ in group]
     try:
         frame_counts = {v: int(store.num_frames(v)) for v in selected}
         mine = _shard(selected, frame_counts, rank, world)

@@ -31,6 +31,7 @@ from .runtime import Runtime, loader_worker_init
 __all__ = [
     "AMP_MODES",
     "ScoringOptions",
+    "on_device",
     "FrameScoreAccumulator",
     "ScoringError",
     "equal_head_weights",
@@ -85,6 +86,20 @@ class ScoringOptions:
         """The stride must leave no frame between windows."""
         if self.stride > window:
             raise ScoringError(f"--stride {self.stride} > window {window}: frames between windows would get no scores")
+
+
+def on_device(model: torch.nn.Module, runtime: Runtime, *, exact: bool = False) -> torch.nn.Module:
+    """``model`` on the runtime's device, in the memory layout that runs fastest there.
+
+    On a CPU the 3-D convolutions run in channels_last_3d: 1.53x the windows per second of
+    the full HS-I3D at batch 8 (1.47x the tiny one), every frame's argmax unchanged and
+    scores within 3e-7 (``bench/bench_cpu_engine.py``). ``exact`` (``--compat original``)
+    keeps the contiguous layout, the one the agreement with the original code was measured in.
+    """
+    model = model.to(runtime.device)
+    if runtime.device.type == "cpu" and not exact:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model
 
 
 def equal_head_weights() -> dict:

@@ -161,7 +161,7 @@ def spot_videos(
     from .formats.vocabulary import as_vocabulary, check_name, gloss_of
     from .inference import InferenceError, find_checkpoints, load_inference_model
     from .runtime import RuntimeSetupError, setup_runtime
-    from .scoring import ScoringOptions, equal_head_weights, score_videos_with_models
+    from .scoring import ScoringOptions, equal_head_weights, on_device, score_videos_with_models
 
     if box not in ("auto", "full"):
         raise SpotError(f"--box must be auto or full, got {box!r}")
@@ -201,7 +201,7 @@ def spot_videos(
     if runtime.dist.world_size > 1:
         runtime.shutdown()
         raise SpotError("spot.py runs in one process; for several GPUs use the frame-store path with torchrun")
-    models = [model.to(runtime.device) for _, model, _ in loaded]
+    models = [on_device(model, runtime) for _, model, _ in loaded]
     new_stems = safe_file_stems(sorted(set(paths) - set(index)), taken=index.values())
     index.update(new_stems)
     stems = index

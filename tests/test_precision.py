@@ -148,3 +148,25 @@ def test_autocast_keeps_the_per_frame_argmax(model, store, device, amp):
     diff = float(np.abs(low - reference).max())
     assert agreement >= least_agreement, f"{amp} on {device}: argmax agreement {agreement:.3f}, max |diff| {diff:.2g}"
     assert diff <= largest_diff, f"{amp} on {device}: max |diff| {diff:.2g}, argmax agreement {agreement:.3f}"
+
+
+def test_the_cpu_layout_keeps_every_frames_argmax():
+    """scoring.on_device runs the CPU in channels_last_3d: the same argmax on every frame, scores within 1e-5."""
+    from signspot.scoring import on_device
+
+    torch.manual_seed(0)
+    model = build_model("hs_i3d_tiny", num_classes=5)
+    clips = torch.rand(4, 16, 3, 48, 48) - 0.5
+    recalibrate_batchnorm(model, clips)
+    model.eval()
+    runtime = setup_runtime("cpu", None, cpu_autocast=False)
+    with torch.inference_mode():
+        reference = torch.softmax(model(clips)["x"], -1)
+        fast = on_device(copy.deepcopy(model), runtime)
+        assert next(w for w in fast.parameters() if w.dim() == 5).is_contiguous(memory_format=torch.channels_last_3d)
+        scores = torch.softmax(fast(clips)["x"], -1)
+        exact = on_device(copy.deepcopy(model), runtime, exact=True)
+        assert next(w for w in exact.parameters() if w.dim() == 5).is_contiguous()
+    assert torch.equal(scores.argmax(-1), reference.argmax(-1))
+    assert (scores - reference).abs().max() < 1e-5
+    runtime.shutdown()
