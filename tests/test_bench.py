@@ -64,3 +64,20 @@ def test_a_failing_row_keeps_its_error_and_the_table_goes_on():
     assert "| ERROR " in lines[2] and "ZeroDivisionError" in lines[2]
     assert "| 2.5 " in lines[3] and "| skipped " in lines[4]
     assert len({len(line) for line in lines[:4]}) == 1  # one table: aligned columns
+
+
+def test_cpu_engine_quick_compares_each_engine_with_eager(tmp_path):
+    """bench/bench_cpu_engine.py --quick: a row per engine and batch; what is not installed says so."""
+    out = tmp_path / "engine.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_cpu_engine.py"), "--quick", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert {(r["batch"], r["engine"]) for r in rows} == {(b, e) for b in (1, 2)
+                                                        for e in ("eager", "channels_last", "onnxruntime", "openvino")}
+    for row in rows:
+        if row["engine"] in ("eager", "channels_last"):
+            assert row["value"] > 0 and row["argmax_agreement"] == 1.0, row
+        else:  # not installed here, failed to export, or measured
+            assert row["note"].startswith(("skipped", "failed")) or row["argmax_agreement"] >= 0.0, row
+    assert "| hs_i3d_tiny | 1 | eager |" in proc.stdout
