@@ -16,6 +16,7 @@ video frames, whatever ``workers`` is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -83,10 +84,7 @@ def generate_dataset(
     started = time.perf_counter()
     plan = plan_dataset(cfg)
     repertoire = plan.repertoire
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    tmp_root.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary data
-    try:
+    with dataset_folder(out) as tmp_root:
         jobs = []
         for folder, prefix, bbox_prefix in SPLITS:
             videos_dir, gt_pkl, gt_txt = _split_paths(tmp_root, folder, prefix)
@@ -100,19 +98,7 @@ def generate_dataset(
                 f.write("{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(b)}" for k, b in sorted(boxes.items()))
                         + "\n}\n")
             jobs += [(v, repertoire, videos_dir / f"{v.name}.mp4") for v in split]
-        # longest first keeps the workers busy to the end
-        jobs.sort(key=lambda j: -j[0].num_frames)
-        bar = _progress(len(jobs), progress)
-        if workers == 1:
-            for job in jobs:
-                _write_video_job(job)
-                bar.update(1)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-                for _ in pool.map(_write_video_job, jobs, chunksize=1):
-                    bar.update(1)
-        bar.close()
+        draw_videos(jobs, workers, progress)
         stats = _statistics(plan)
         stats["generation_seconds"] = round(time.perf_counter() - started, 2)
         stats["workers"] = workers
@@ -120,16 +106,43 @@ def generate_dataset(
             json.dump(stats, f, indent=1)
         with atomic_write(tmp_root / VOCABULARY_FILENAME, "w") as f:
             f.write(_vocabulary_text(repertoire[: cfg.classes]))
+    if progress:
+        print(_summary_table(stats))
+        print(f"wrote {out} in {stats['generation_seconds']:.1f} s ({workers} workers)")
+    return stats
+
+
+@contextlib.contextmanager
+def dataset_folder(out: Path):
+    """A temporary folder beside ``out`` to write a data set into; on success it replaces ``out`` whole,
+    on any failure it goes (an interrupted run leaves nothing that looks complete)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp_root.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary data
+    try:
+        yield tmp_root
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(tmp_root, out)
     except BaseException:
         shutil.rmtree(tmp_root, ignore_errors=True)
         raise
-    if progress:
-        print(_summary_table(stats))
-        print(f"wrote {out} in {stats['generation_seconds']:.1f} s ({workers} workers)")
-    return stats
+
+
+def draw_videos(jobs: list, workers: int, progress: bool) -> None:
+    """Draw and encode ``(plan, repertoire, path)`` jobs, longest first (keeps the workers busy to the end)."""
+    jobs = sorted(jobs, key=lambda j: -j[0].num_frames)
+    bar = _progress(len(jobs), progress)
+    if workers <= 1:
+        for job in jobs:
+            _write_video_job(job)
+            bar.update(1)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+            for _ in pool.map(_write_video_job, jobs, chunksize=1):
+                bar.update(1)
+    bar.close()
 
 
 def _vocabulary_text(classes) -> str:

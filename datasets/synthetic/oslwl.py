@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -138,7 +136,7 @@ def generate_oslwl(out: str | os.PathLike, *, signs: int = 10, clips_per_sign: i
 
     The signers are those of the MSSL dataset of ``config`` (its seed); ``layout_seed`` (default: that
     seed) draws the query and clip layouts, so several one-shot sets share the MSSL signers."""
-    from .generate import _progress, _vocabulary_text, _write_video_job
+    from .generate import _vocabulary_text, dataset_folder, draw_videos
 
     cfg = SynthConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()}).validate()
     layout = replace(cfg, seed=cfg.seed if layout_seed is None else int(layout_seed))
@@ -160,10 +158,7 @@ def generate_oslwl(out: str | os.PathLike, *, signs: int = 10, clips_per_sign: i
 
     jobs, gt, boxes, stats = [], {}, {}, {"signs": [], "queries": {}, "clips": {}}
     counter = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    tmp_root.chmod(0o755)
-    try:
+    with dataset_folder(out) as tmp_root:
         for split_index, (split, box_infix) in enumerate(OSLWL_SPLITS):
             query_dir = tmp_root / f"OSLWL_QUERY_{split}_SET"
             clip_dir = tmp_root / f"OSLWL_{split}_SET_VIDEOS"
@@ -200,30 +195,11 @@ def generate_oslwl(out: str | os.PathLike, *, signs: int = 10, clips_per_sign: i
         stats["settings"] = {"classes": cfg.classes, "seed": cfg.seed, "layout_seed": layout.seed,
                              "size": list(cfg.size), "signs": signs,
                              "clips_per_sign": clips_per_sign, "clip_seconds": CLIP_SECONDS}
-        bar = _progress(len(jobs), progress)
-        if workers <= 1:
-            for job in jobs:
-                _write_video_job(job)
-                bar.update(1)
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
-                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-                for _ in pool.map(_write_video_job, jobs, chunksize=4):
-                    bar.update(1)
-        bar.close()
+        draw_videos(jobs, workers, progress)
         with atomic_write(tmp_root / "vocabulary.txt", "w") as f:
             f.write(_vocabulary_text(one_shot).replace("synthetic sign classes", "synthetic one-shot signs"))
         with atomic_write(tmp_root / "oslwl_stats.json", "w") as f:
             json.dump(stats, f, indent=1)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp_root, out)
-    except BaseException:
-        shutil.rmtree(tmp_root, ignore_errors=True)
-        raise
     if progress:
         print(f"wrote {out}: {2 * signs} one-shot signs, {len(gt)} clips, {2 * signs} queries")
     return stats
