@@ -41,6 +41,7 @@ __all__ = [
     "crop_box",
     "find_videos",
     "load_boxes",
+    "save_boxes",
     "pair_sources",
     "parse_box",
     "probe_video",
@@ -242,6 +243,15 @@ def crop_box(box: Sequence[int], width: int, height: int) -> Tuple[int, int, int
     if cx2 <= cx1 or cy2 <= cy1:
         raise ValueError(f"signer box {list(box)} lies outside the {width}x{height} frame")
     return cx1, cy1, cx2, cy2
+
+
+def save_boxes(path: Path, boxes: Mapping[str, Sequence[int]]) -> None:
+    """Write a box file in the challenge's format, ``{video: [x1, y1, x2, y2]}``, a video a line, atomically."""
+    from signspot.formats.safe_io import atomic_write
+
+    with atomic_write(path, "w") as f:
+        f.write("{\n" + ",\n".join(f"  {json.dumps(video)}: {json.dumps([int(c) for c in box])}"
+                                    for video, box in sorted(boxes.items())) + "\n}\n")
 
 
 def load_boxes(bbox_path: Path) -> Dict[str, object]:

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Mapping
+from typing import IO, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ __all__ = [
     "atomic_write",
     "staged_folder",
     "atomic_dump_pickle",
+    "atomic_write_csv",
     "safe_pickle_load",
     "safe_pickle_loads",
     "safe_file_stems",
@@ -255,6 +256,16 @@ def staged_folder(dest: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_csv(path: str | os.PathLike, header: Sequence, rows) -> None:
+    """A CSV file (``\n`` line ends) of ``header`` and ``rows``, atomically."""
+    import csv
+
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def atomic_dump_pickle(obj, path: str | os.PathLike) -> None:

@@ -14,9 +14,7 @@ folder is written whole at the end (nothing is left by a failed run) and holds:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -86,6 +84,15 @@ def _query_vector(model, spec, source, name: str, span, *, runtime) -> np.ndarra
     with torch.inference_mode(), runtime.autocast():
         clip = normalize_clip(torch.as_tensor(np.ascontiguousarray(frames))[None].to(runtime.device))
         return model.embed(clip, "backbone")[0, 0].float().cpu().numpy()
+
+
+def _centred(per_model: List[Dict[str, np.ndarray]], over: Sequence[str]) -> None:
+    """Take, per model, the mean vector over the ``over`` entries (every frame or window searched) off every
+    entry, in place: what all signing shares says nothing about which sign it is."""
+    for found in per_model:
+        mean = np.concatenate([found[name] for name in over]).mean(0)
+        for name in found:
+            found[name] = found[name] - mean
 
 
 def feature_extractor(path: Path):
@@ -179,7 +186,7 @@ def find_signs(
 
     from .formats.elan import write_eaf
     from .formats.gt import load_intervals, save_intervals_pkl
-    from .formats.safe_io import atomic_write, refuse_outputs_over_inputs, staged_folder
+    from .formats.safe_io import atomic_write_csv, refuse_outputs_over_inputs, safe_file_stems, staged_folder
     from .formats.vocabulary import as_vocabulary, check_name
     from .inference import find_checkpoints
     from .runtime import setup_runtime
@@ -218,6 +225,8 @@ def find_signs(
                                f"video's name (..._sNN_...), as the challenge's clips have; {len(unlabelled)} "
                                "video(s) have none of the queries' ids")
     gt = load_intervals(tune_on, vocabulary=glosses) if tune_on else None
+    if gt is not None and not set(gt) & set(video_paths):
+        raise OneShotError(f"{tune_on}: none of its videos is among --videos; tune on labelled videos searched")
     checkpoint_paths = find_checkpoints(checkpoints)
     loaded = [feature_extractor(p) for p in checkpoint_paths]
     specs = {(s.window, s.resize, s.crop, layer) for _, s, layer in loaded}
@@ -243,24 +252,15 @@ def find_signs(
         log(f"embedding {len(query_paths)} queries and {len(video_paths)} videos with {len(models)} checkpoint(s)")
         frames = _embed(models, spec, source, sorted(paths), layer=layer, stride=stride, runtime=runtime,
                         batch_size=batch_size, progress=progress)
-        # centred over every frame searched: what all signing shares drops out
-        for f in frames:
-            stacked = np.concatenate([f[v] for v in video_paths])
-            mean = stacked.mean(0)
-            for name in f:
-                f[name] = f[name] - mean
+        _centred(frames, list(video_paths))
         spans = {q: active_span(np.mean([f[q] for f in frames], axis=0)) for q in query_paths}
         if settings.matcher == "baseline":
             windows = [{v: _window_vectors(m, spec, source, v, runtime=runtime, batch_size=batch_size)
                         for v in video_paths} for m in models]
-            query_vectors = [{q: _query_vector(m, spec, source, q, spans[q], runtime=runtime) for q in query_paths}
-                             for m in models]
-            for ws, qv in zip(windows, query_vectors):  # centred as the frame embeddings are
-                mean = np.concatenate(list(ws.values())).mean(0)
-                for name in ws:
-                    ws[name] = ws[name] - mean
-                for name in qv:
-                    qv[name] = qv[name] - mean
+            # the query vectors join their model's windows to be centred on the windows' mean
+            vectors = [{**ws, **{q: _query_vector(m, spec, source, q, spans[q], runtime=runtime)[None]
+                                 for q in query_paths}} for m, ws in zip(models, windows)]
+            _centred(vectors, list(video_paths))
     finally:
         runtime.shutdown()
 
@@ -279,9 +279,7 @@ def find_signs(
                 curve, starts = dtw_curve(similarity)
                 found = dtw_intervals(curve, starts, top1=weak_labels, threshold=-np.inf)  # thresholded below
             else:
-                curve = np.mean([[float(np.dot(qv[query], w) / max(np.linalg.norm(qv[query]) * np.linalg.norm(w),
-                                                                    1e-8)) for w in ws[video]]
-                                 for qv, ws in zip(query_vectors, windows)], axis=0)
+                curve = np.mean([cosine_matrix(v[query], v[video])[0] for v in vectors], axis=0)
                 # every run scores the clip's best window (the recipe's gate, in open search the threshold)
                 found = [(a, b, float(curve.max())) for a, b, _ in intervals_from_curve(
                     curve, n, window=BASELINE_WINDOW, relative=settings.relative, close_gap=settings.close_gap)]
@@ -291,20 +289,16 @@ def find_signs(
     if not weak_labels:  # before any threshold: the one kept is the most similar, whatever the threshold
         candidates = {v: one_sign_at_a_time(found) for v, found in candidates.items()}
     table = None
-    if gt is None and not weak_labels:
-        candidates = {v: [c for c in found if c[4] >= settings.threshold] for v, found in candidates.items()}
     if gt is not None:
         scored = {v: [(c[1], row, c[4]) for c in found for row in to_rows([c[2:]], c[1], source.fps(v))[0]]
-                  for v, found in candidates.items()}
-        missing = set(gt) - set(video_paths)
-        if missing == set(gt):
-            raise OneShotError(f"{tune_on}: none of its videos is among --videos; tune on labelled videos searched")
-        threshold, table = tune_threshold({v: r for v, r in scored.items() if v in gt}, gt)
+                  for v, found in candidates.items() if v in gt}
+        threshold, table = tune_threshold(scored, gt)
         settings = dataclasses.replace(settings, threshold=threshold)
         best = next(r for r in table if r["threshold"] == threshold)
         log(f"tuned on {tune_on}: threshold {threshold:.4f}, F1 {best['f1']:.4f} (precision {best['precision']:.4f}, "
             f"recall {best['recall']:.4f})")
-        candidates = {v: [c for c in found if c[4] >= threshold] for v, found in candidates.items()}
+    if not weak_labels:
+        candidates = {v: [c for c in found if c[4] >= settings.threshold] for v, found in candidates.items()}
 
     # ---- outputs, written whole
     predictions: Dict[str, List[List[int]]] = {}
@@ -320,17 +314,9 @@ def find_signs(
         predictions[video] = [[r["sign"], r["start_ms"], r["end_ms"]] for r in rows_of[video]]
     with staged_folder(out) as staging:
         save_intervals_pkl(predictions, staging / "predictions.pkl")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["video", "query", "sign", "gloss", "start_ms", "end_ms", "similarity"])
-        for video in sorted(rows_of):
-            for r in rows_of[video]:
-                writer.writerow([video, r["query"], r["sign"], r["gloss"], r["start_ms"], r["end_ms"],
-                                 f"{r['similarity']:.4f}"])
-        with atomic_write(staging / "spotted.csv", "w") as f:
-            f.write(buffer.getvalue())
-        from .formats.safe_io import safe_file_stems
-
+        atomic_write_csv(staging / "spotted.csv", ["video", "query", "sign", "gloss", "start_ms", "end_ms", "similarity"],
+                         ([video, r["query"], r["sign"], r["gloss"], r["start_ms"], r["end_ms"], f"{r['similarity']:.4f}"]
+                          for video in sorted(rows_of) for r in rows_of[video]))
         stems = safe_file_stems(sorted(video_paths))
         for video in sorted(video_paths):
             write_eaf(staging / f"{stems[video]}.eaf", predictions[video], media=video_paths[video], vocabulary=glosses,

@@ -36,7 +36,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -271,6 +271,3 @@ def tune_threshold(candidates: Mapping[str, List[Tuple[int, List[int], float]]],
     best = max(table, key=lambda r: (r["f1"], -r["threshold"]))
     return best["threshold"], table
 
-
-def summarise(found: Mapping[str, List[dict]]) -> Dict[str, int]:
-    return {"videos": len(found), "intervals": sum(len(v) for v in found.values())}

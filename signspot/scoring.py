@@ -13,6 +13,8 @@ received. Rows past the video's end (a padded short video) are discarded.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -349,24 +351,21 @@ class _Projection:
     """Before the work, what there is to score; after the first batches (10 s of them), the time it will take."""
 
     def __init__(self, windows: int, frames: int, passes: int, *, enabled: bool, after_s: float = 10.0):
-        import sys
-        import time
-
         self.enabled, self.windows, self.after_s, self.done, self.said = enabled, windows, after_s, 0, False
-        self.started, self._time, self._out = time.perf_counter(), time.perf_counter, sys.stderr
+        self.started = time.perf_counter()
         if enabled:
-            print(f"to score: {frames} frames, {windows} windows x {passes} network pass(es)", file=self._out,
+            print(f"to score: {frames} frames, {windows} windows x {passes} network pass(es)", file=sys.stderr,
                   flush=True)
 
     def update(self, windows: int) -> None:
         self.done += windows
-        elapsed = self._time() - self.started
+        elapsed = time.perf_counter() - self.started
         if self.enabled and not self.said and (elapsed >= self.after_s or self.done == self.windows):
             self.said = True
             rate = self.done / max(elapsed, 1e-9)
             left = (self.windows - self.done) / rate
             print(f"projected: {_duration(elapsed + left)} in all ({rate:.2f} windows/s over the first "
-                  f"{self.done} windows; {_duration(left)} left)", file=self._out, flush=True)
+                  f"{self.done} windows; {_duration(left)} left)", file=sys.stderr, flush=True)
 
 
 def _duration(seconds: float) -> str:

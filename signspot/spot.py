@@ -32,9 +32,7 @@ checkpoint, the per-frame scores of the video being scored (README: spot.py's me
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -45,7 +43,7 @@ import numpy as np
 from .decode import DecodeSettings, decode_all
 from .formats.elan import DEFAULT_TIER
 from .formats.errors import SignspotError
-from .formats.safe_io import atomic_write, safe_file_stems
+from .formats.safe_io import atomic_write, atomic_write_csv, safe_file_stems
 from .formats.timebase import frame_to_ms
 
 __all__ = ["SpotError", "spot_videos", "sign_scores"]
@@ -151,7 +149,7 @@ def spot_videos(
     log=print,
 ) -> dict:
     """Spot the signs of ``videos`` (files, folders, globs) with ``checkpoints``; write into ``out``."""
-    from signspot.datasets.video_reader import VIDEO_EXTENSIONS
+    from signspot.datasets.video_reader import VIDEO_EXTENSIONS, save_boxes
     from signspot.datasets.video_source import VideoSource, find_video_files
 
     from .ensemble import FrameScoreMean
@@ -265,17 +263,10 @@ def spot_videos(
             f"of predictions.pkl and spotted.csv (e.g. {', '.join(other[:3])}); name them in --videos to redo them")
     predictions = {video: current[video]["intervals"] for video in sorted(current)}
     save_intervals_pkl(predictions, out / "predictions.pkl")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["video", "class", "gloss", "start_ms", "end_ms", "score"])
-    for video in sorted(current):
-        for (cls, start, end), score in zip(current[video]["intervals"], current[video]["scores"]):
-            writer.writerow([video, cls, gloss_of(cls, glosses), start, end, f"{score:.4f}"])
-    with atomic_write(out / "spotted.csv", "w") as f:
-        f.write(buffer.getvalue())
-    with atomic_write(out / "boxes.json", "w") as f:
-        f.write("{\n" + ",\n".join(f"  {json.dumps(v)}: {json.dumps(every[v]['identity']['box'])}"
-                                    for v in sorted(every)) + "\n}\n")
+    atomic_write_csv(out / "spotted.csv", ["video", "class", "gloss", "start_ms", "end_ms", "score"],
+                     ([video, cls, gloss_of(cls, glosses), start, end, f"{score:.4f}"] for video in sorted(current)
+                      for (cls, start, end), score in zip(current[video]["intervals"], current[video]["scores"])))
+    save_boxes(out / "boxes.json", {video: every[video]["identity"]["box"] for video in every})
     n_signs = sum(len(r["intervals"]) for r in results.values())
     log(f"wrote {out}: predictions.pkl, spotted.csv ({len(current)} videos), boxes.json ({len(every)}) and "
         f"{len(results)} ELAN file(s) of this call ({n_signs} signs)")

@@ -13,6 +13,7 @@ import pytest
 
 from signspot.datasets.synthetic import generate_oslwl, oslwl_signs, resolve_config
 from signspot.datasets.synthetic.repertoire import class_repertoire
+from signspot.datasets.video_reader import probe_video, read_frames
 from signspot.find_sign import find_signs
 from signspot.formats.gt import load_intervals
 from signspot.oneshot import (
@@ -124,13 +125,7 @@ def test_match_settings_are_checked_and_round_trip(tmp_path):
 def _paste(query: Path, clip: Path, out: Path, at: int) -> tuple:
     """``clip`` with the query's frames written over frames ``at`` ...; returns the pasted frames' span."""
     def frames(path):
-        cap = cv2.VideoCapture(str(path))
-        found = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return found
-            found.append(frame)
+        return [frame for _, frame in read_frames(path, probe_video(path))]
 
     q, c = frames(query), frames(clip)
     q = [cv2.resize(f, (c[0].shape[1], c[0].shape[0])) for f in q]

@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+from signspot.datasets.video_reader import save_boxes
 from signspot.formats.gt import save_intervals_pkl, save_intervals_txt
 from signspot.formats.safe_io import atomic_write
 
@@ -93,10 +94,7 @@ def generate_dataset(
             gt = {v.name: v.gt for v in split}
             save_intervals_pkl(gt, gt_pkl)
             save_intervals_txt(gt, gt_txt)
-            boxes = {v.name: [int(c) for c in v.bbox] for v in split}
-            with atomic_write(tmp_root / f"{bbox_prefix}_bboxes.json", "w") as f:
-                f.write("{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(b)}" for k, b in sorted(boxes.items()))
-                        + "\n}\n")
+            save_boxes(tmp_root / f"{bbox_prefix}_bboxes.json", {v.name: v.bbox for v in split})
             jobs += [(v, repertoire, videos_dir / f"{v.name}.mp4") for v in split]
         draw_videos(jobs, workers, progress)
         stats = _statistics(plan)

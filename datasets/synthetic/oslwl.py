@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from signspot.datasets.video_reader import save_boxes
 from signspot.formats.gt import save_intervals_pkl
 from signspot.formats.safe_io import atomic_write
 
@@ -188,8 +189,7 @@ def generate_oslwl(out: str | os.PathLike, *, signs: int = 10, clips_per_sign: i
             save_intervals_pkl(split_gt, tmp_root / f"OSLWL_{split}_SET_GT.pkl")
             gt.update(split_gt)
             for prefix, found in (("query", query_boxes), ("oslwl", clip_boxes)):
-                with atomic_write(tmp_root / f"{prefix}_{box_infix}_bboxes.json", "w") as f:
-                    json.dump(found, f, indent=1, sort_keys=True)
+                save_boxes(tmp_root / f"{prefix}_{box_infix}_bboxes.json", found)
             boxes.update(query_boxes, **clip_boxes)
         stats["signs"] = [{"id": i, "gloss": d.gloss, "definition": d.describe()} for i, d in enumerate(one_shot)]
         stats["settings"] = {"classes": cfg.classes, "seed": cfg.seed, "layout_seed": layout.seed,
