@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-BENCHES = ("data", "model", "train", "inference", "scoring", "auto_box", "cpu_engine")
+BENCHES = ("data", "model", "train", "inference", "scoring", "auto_box", "cpu_engine", "stride", "hour")
 
 
 def machine_description() -> str:

@@ -240,6 +240,7 @@ def infer_store(
     flip_tta: bool = False,
     window: int | None = None,
     compat: str | None = None,
+    engine: str = "torch",
     progress: bool = True,
 ) -> list[Path]:
     """Run checkpoints over a frame store and write one per-frame scores file each.
@@ -264,7 +265,7 @@ def infer_store(
         raise TypeError(f"checkpoints is a list of checkpoint files and folders, got the one path {checkpoints!r}")
     try:
         options = ScoringOptions(device=device, amp=amp or None, stride=stride, window=window, batch_size=batch_size,
-                                 workers=workers, flip_tta=flip_tta)
+                                 workers=workers, flip_tta=flip_tta, engine=engine)
     except ScoringError as exc:
         raise InferenceError(str(exc)) from None
     amp = options.amp
@@ -276,7 +277,8 @@ def infer_store(
         changed = [flag for flag, value, default in (("--stride", stride, defaults.stride),
                                                      ("--batch-size", batch_size, defaults.batch_size),
                                                      ("--amp", amp, defaults.amp), ("--flip-tta", flip_tta, False),
-                                                     ("--window", window, None)) if value != default]
+                                                     ("--window", window, None), ("--engine", engine, "torch"))
+                   if value != default]
         if changed:
             raise InferenceError(
                 f"--compat original runs the original's windows in fp32 (stride 1, batches of 8, no flip): "
@@ -320,7 +322,8 @@ def infer_store(
     for path, model, spec in loaded:
         groups.setdefault((spec.window, spec.resize, spec.crop), []).append((path, model, spec))
     options = dict(stride=options.stride, batch_size=options.batch_size, device=options.device, amp=amp,
-                   workers=options.workers, flip_tta=options.flip_tta, original=original, progress=progress)
+                   workers=options.workers, flip_tta=options.flip_tta, engine=options.engine, original=original,
+                   progress=progress)
     for group in groups.values():
         if _score_group(store, lmdb_path, selected, group, out_paths, **options) is None:  # not rank 0
             return []
@@ -328,7 +331,7 @@ def infer_store(
 
 
 def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths: dict, *, stride: int,
-                 batch_size: int, device, amp, workers: int, flip_tta: bool, original: bool,
+                 batch_size: int, device, amp, workers: int, flip_tta: bool, engine: str, original: bool,
                  progress: bool) -> list | None:
     """Score ``group`` (checkpoints of one window and transform) in one pass; write their files."""
     from signspot.datasets.transforms import EvalClipTransform
@@ -346,8 +349,9 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
     except RuntimeSetupError as exc:
         raise InferenceError(str(exc)) from None
     rank, world = runtime.dist.rank, runtime.dist.world_size
-    models = [on_device(model, runtime, exact=original) for _, model, _ in group]
     try:
+        models = [on_device(model, runtime, exact=original, engine=engine, clip=(spec.window, spec.crop))
+                  for _, model, _ in group]
         frame_counts = {v: int(store.num_frames(v)) for v in selected}
         mine = _shard(selected, frame_counts, rank, world)
         started = time.perf_counter()
@@ -386,6 +390,7 @@ def _score_group(store, lmdb_path: Path, selected: list, group: list, out_paths:
                     "crop": spec.crop,
                     "flip_tta": bool(flip_tta),
                     "amp": amp or "off",
+                    "engine": engine,
                     "frame_store": str(lmdb_path.resolve()),
                     # "original": a video's scores may stop before its last frame (the original's windows)
                     "compat": "original" if original else "none",

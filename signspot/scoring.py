@@ -32,6 +32,7 @@ from .runtime import Runtime, loader_worker_init
 
 __all__ = [
     "AMP_MODES",
+    "ENGINES",
     "ScoringOptions",
     "on_device",
     "FrameScoreAccumulator",
@@ -50,6 +51,7 @@ class ScoringError(SignspotError, ValueError):
 
 
 AMP_MODES = ("bf16", "fp16")
+ENGINES = ("torch", "openvino")  # --engine: what runs the network (openvino: CPU, f32; signspot.openvino_engine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,7 @@ class ScoringOptions:
     batch_size: int = 8  # --batch-size: windows per forward pass
     workers: int = 2  # --workers: processes decoding frames (0: in this process)
     flip_tta: bool = False  # --flip-tta: also score mirrored windows and average
+    engine: str = "torch"  # --engine: torch, or openvino (CPU only, f32)
 
     def __post_init__(self):
         def positive_int(value) -> bool:
@@ -79,10 +82,20 @@ class ScoringOptions:
             (self.amp not in (None, *AMP_MODES), f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"),
             (self.window is not None and not (positive_int(self.window) and self.window % HSI3D.TEMPORAL_STRIDE == 0),
              f"--window must be a positive multiple of {HSI3D.TEMPORAL_STRIDE}, got {self.window!r}"),
+            (self.engine not in ENGINES, f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
+            (self.engine == "openvino" and self.amp is not None,
+             f"--engine openvino runs in f32 (its bf16 changes frames' argmax): drop --amp {self.amp}"),
+            (self.engine == "openvino" and self.device is not None and not str(self.device).startswith("cpu"),
+             f"--engine openvino runs on the CPU, not --device {self.device}: use --device cpu"),
         ]
         for bad, message in problems:
             if bad:
                 raise ScoringError(message)
+        if self.engine == "openvino":
+            from .openvino_engine import OPENVINO_PIN, openvino_missing
+
+            if openvino_missing():
+                raise ScoringError(f"--engine openvino needs the openvino package: pip install {OPENVINO_PIN}")
 
     def check_window(self, window: int) -> None:
         """The stride must leave no frame between windows."""
@@ -90,14 +103,30 @@ class ScoringOptions:
             raise ScoringError(f"--stride {self.stride} > window {window}: frames between windows would get no scores")
 
 
-def on_device(model: torch.nn.Module, runtime: Runtime, *, exact: bool = False) -> torch.nn.Module:
-    """``model`` on the runtime's device, in the memory layout that runs fastest there.
+def on_device(model: torch.nn.Module, runtime: Runtime, *, exact: bool = False, engine: str = "torch",
+              clip: Optional[tuple[int, int]] = None) -> torch.nn.Module:
+    """``model`` on the runtime's device, in the memory layout (or engine) that runs fastest there.
 
     On a CPU the 3-D convolutions run in channels_last_3d: 1.53x the windows per second of
     the full HS-I3D at batch 8 (1.47x the tiny one), every frame's argmax unchanged and
     scores within 3e-7 (``bench/bench_cpu_engine.py``). ``exact`` (``--compat original``)
     keeps the contiguous layout, the one the agreement with the original code was measured in.
+    ``engine="openvino"``: the network compiled by OpenVINO for clips of ``clip`` = (window, crop)
+    frames (:class:`signspot.openvino_engine.OpenVinoNetwork`), on the CPU only.
     """
+    if engine == "openvino":
+        from .openvino_engine import EngineError, OpenVinoNetwork
+
+        if clip is None:
+            raise TypeError("on_device(engine='openvino') needs clip=(window, crop)")
+        if runtime.device.type != "cpu":
+            raise EngineError(f"--engine openvino runs on the CPU, not on {runtime.device}: add --device cpu")
+        if exact or runtime.amp_dtype is not None:
+            raise EngineError("--engine openvino runs signspot's windows in f32: "
+                              + ("drop --compat original" if exact else "drop --amp"))
+        return OpenVinoNetwork(model, window=clip[0], crop=clip[1])
+    if engine != "torch":
+        raise ScoringError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     model = model.to(runtime.device)
     if runtime.device.type == "cpu" and not exact:
         model = model.to(memory_format=torch.channels_last_3d)

@@ -46,7 +46,11 @@ from .formats.errors import SignspotError
 from .formats.safe_io import atomic_write, atomic_write_csv, safe_file_stems
 from .formats.timebase import frame_to_ms
 
-__all__ = ["SpotError", "spot_videos", "sign_scores"]
+__all__ = ["DEFAULT_STRIDE", "SpotError", "spot_videos", "sign_scores"]
+
+# Frames between window starts of spot.py (bench/bench_stride.py measures what a larger one costs in F1).
+# Inference (main_results_creator_v2.py) keeps stride 1, the original.
+DEFAULT_STRIDE = 1
 
 
 class SpotError(SignspotError, ValueError):
@@ -135,13 +139,14 @@ def spot_videos(
     boxes: Optional[str] = None,
     box: str = "auto",
     vocabulary: Optional[str] = None,
-    stride: int = 1,
+    stride: int = DEFAULT_STRIDE,
     batch_size: int = 8,
     device: Optional[str] = None,
     amp: Optional[str] = None,
     workers: int = 1,
     window: Optional[int] = None,
     flip_tta: bool = False,
+    engine: str = "torch",
     decode_config: Optional[str] = None,
     save_scores: bool = False,
     tier: str = DEFAULT_TIER,
@@ -164,7 +169,7 @@ def spot_videos(
     if box not in ("auto", "full"):
         raise SpotError(f"--box must be auto or full, got {box!r}")
     options = ScoringOptions(device=device, amp=amp, stride=stride, window=window, batch_size=batch_size,
-                             workers=workers, flip_tta=flip_tta)
+                             workers=workers, flip_tta=flip_tta, engine=engine)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SpotError(f"{out}: --out exists and is not a folder")
@@ -186,7 +191,7 @@ def spot_videos(
     chosen_boxes = signer_boxes(paths, boxes, box, log)
     run_key = hashlib.sha1(json.dumps({
         "checkpoints": [_file_identity(p) for p in checkpoint_paths], "stride": stride, "amp": amp or "off",
-        "window": window, "flip_tta": flip_tta,
+        "window": window, "flip_tta": flip_tta, **({"engine": engine} if engine != "torch" else {}),
         "decode": settings.to_dict(), "glosses": list(glosses.glosses) if glosses else None, "tier": tier},
         sort_keys=True).encode()).hexdigest()
 
@@ -199,7 +204,11 @@ def spot_videos(
     if runtime.dist.world_size > 1:
         runtime.shutdown()
         raise SpotError("spot.py runs in one process; for several GPUs use the frame-store path with torchrun")
-    models = [on_device(model, runtime) for _, model, _ in loaded]
+    try:
+        models = [on_device(model, runtime, engine=engine, clip=(window, crop)) for _, model, _ in loaded]
+    except SignspotError:
+        runtime.shutdown()
+        raise
     new_stems = safe_file_stems(sorted(set(paths) - set(index)), taken=index.values())
     index.update(new_stems)
     stems = index

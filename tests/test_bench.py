@@ -81,3 +81,69 @@ def test_cpu_engine_quick_compares_each_engine_with_eager(tmp_path):
         else:  # not installed here, failed to export, or measured
             assert row["note"].startswith(("skipped", "failed")) or row["argmax_agreement"] >= 0.0, row
     assert "| hs_i3d_tiny | 1 | eager |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_stride_quick_scores_each_plan_from_one_pass_and_picks_a_stride(tmp_path):
+    """bench/bench_stride.py --quick: a tiny demo seed trained, every plan scored and tuned, the policy applied.
+
+    A coarser stride's windows are taken from the finest stride's pass; the bench checks them against
+    ``score_videos`` run at that stride, which must agree to float rounding.
+    """
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_stride.py"), "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "stride.json").read_text())
+    plans = [(r["window"], r["stride"]) for r in report["table"]]
+    assert plans == [(32, 1), (32, 4), (32, 8), (64, 16)]
+    for row in report["table"]:
+        assert len(row["f1_per_seed"]) == 1 and 0.0 <= row["f1_mean"] <= 1.0
+        assert row["s_per_hour_one_checkpoint"] > 0
+    reference = report["table"][0]
+    assert reference["delta_vs_stride1"] == 0.0
+    expected = max(r["stride"] for r in report["table"] if r["window"] == 32 and r["f1_mean"] >= reference["f1_mean"] - 0.01)
+    assert report["policy_stride"] == expected
+    checks = report["per_seed"][0]["subset_check_max_abs_diff"]
+    assert set(checks) == {"32", "64"} and max(checks.values()) < 1e-5
+    assert f"policy: stride {expected}" in proc.stdout
+    # a second run reuses the seed's scores instead of scoring again
+    again = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_stride.py"), "--quick", "--out", str(tmp_path)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "windows/s over" not in again.stdout
+
+
+def test_stride_policy_is_the_largest_stride_within_the_tolerance():
+    spec = importlib.util.spec_from_file_location("bench_stride", ROOT / "bench" / "bench_stride.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    per_seed = [{"rows": {f"{w}/{s}": {"f1": f} for (w, s), f in zip(plans, f1s)},
+                 "windows_per_s": {32: 10.0, 256: 2.0}}
+                for plans, f1s in [([(32, 1), (32, 8), (32, 16), (256, 64)], [0.70, 0.695, 0.60, 0.71]),
+                                   ([(32, 1), (32, 8), (32, 16), (256, 64)], [0.72, 0.70, 0.70, 0.71])]]
+    table = bench.summarise(per_seed, [(32, 1), (32, 8), (32, 16), (256, 64)])
+    assert [round(r["delta_vs_stride1"], 4) for r in table] == [0.0, -0.0125, -0.06, 0.0]
+    assert bench.policy(table) == 1  # stride 8 loses 0.0125 on average; a long window is no 32-frame stride
+    table[1]["delta_vs_stride1"] = -0.009
+    assert bench.policy(table) == 8
+    assert table[3]["s_per_hour_one_checkpoint"] == pytest.approx(25 * 3600 / 64 / 2.0)
+
+
+def test_hour_quick_projects_both_scorings(tmp_path):
+    """bench/bench_hour.py --quick: the original's scoring and signspot's default (torch, OpenVINO), timed and projected."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_hour.py"), "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "hour.json").read_text())["rows"]
+    original, default, openvino = rows
+    from signspot.datasets.windows import window_starts
+    from signspot.spot import DEFAULT_STRIDE
+
+    assert (original["stride"], default["stride"]) == (1, DEFAULT_STRIDE)
+    assert original["windows_timed"] == 16  # two whole batches of the original's windows
+    assert default["windows_timed"] == len(window_starts(500, 32, DEFAULT_STRIDE))  # 20 s at 25 fps
+    assert openvino["windows_timed"] == default["windows_timed"] and "openvino" in openvino["scoring"]
+    for row in rows:
+        assert row["hour_ensemble_h"] == pytest.approx(30 * row["hour_one_checkpoint_h"])
+        assert row["hour_one_checkpoint_h"] == pytest.approx(
+            row["seconds"] / row["windows_timed"] * 25 * 3600 / row["stride"] / 3600, rel=0.05)
+    assert "| signspot's default" in proc.stdout

@@ -397,3 +397,45 @@ def test_inference_says_what_it_will_score_and_projects_the_time(store_dir, chec
     frames = sum(LENGTHS.values())
     assert f"to score: {frames} frames," in err
     assert "projected:" in err and "windows/s over the first" in err
+
+
+def test_the_openvino_engine_gives_the_scores_of_torch(store_dir, checkpoint_path, tmp_path):
+    """--engine openvino: every frame's argmax and its scores (within 1e-5) as torch gives them; the file says so."""
+    common = dict(device="cpu", workers=0, progress=False, stride=2)
+    (torch_path,) = infer_store(str(store_dir), [str(checkpoint_path)], save_dir=str(tmp_path / "torch"), **common)
+    (ov_path,) = infer_store(str(store_dir), [str(checkpoint_path)], save_dir=str(tmp_path / "ov"), engine="openvino",
+                             flip_tta=True, batch_size=3, **common)  # batches of every size, mirrored views
+    (flip_path,) = infer_store(str(store_dir), [str(checkpoint_path)], save_dir=str(tmp_path / "flip"), flip_tta=True,
+                               batch_size=3, **common)
+    ov = load_frame_scores(ov_path)
+    assert ov["extra"]["engine"] == "openvino" and load_frame_scores(torch_path)["extra"]["engine"] == "torch"
+    reference = load_frame_scores(flip_path)
+    for video in LENGTHS:
+        a, b = ov["videos"][video]["scores"], reference["videos"][video]["scores"]
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert (a.argmax(1) == b.argmax(1)).all()
+    assert np.abs(ov["videos"]["long_video"]["scores"] - load_frame_scores(torch_path)["videos"]["long_video"][
+        "scores"]).max() > 1e-4  # the flipped views count: the comparison is not with itself
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(compat="original"), "--compat original runs the original's windows in fp32.*drop --engine"),
+    (dict(amp="bf16"), "--engine openvino runs in f32.*drop --amp bf16"),
+    (dict(device="cuda"), "--engine openvino runs on the CPU, not --device cuda: use --device cpu"),
+    (dict(engine="tensorrt"), "--engine must be one of torch, openvino, got 'tensorrt'"),
+])
+def test_the_openvino_engine_refuses_what_it_cannot_run(store_dir, checkpoint_path, tmp_path, options, message):
+    options = {"engine": "openvino", "device": "cpu", **options}
+    with pytest.raises(InferenceError, match=message):
+        infer_store(str(store_dir), [str(checkpoint_path)], save_dir=str(tmp_path), workers=0, progress=False,
+                    **options)
+    assert not list(tmp_path.rglob("*.pkl"))
+
+
+def test_the_openvino_engine_names_the_package_when_it_is_missing(monkeypatch):
+    import signspot.openvino_engine as engine
+    from signspot.scoring import ScoringError, ScoringOptions
+
+    monkeypatch.setattr(engine, "openvino_missing", lambda: True)
+    with pytest.raises(ScoringError, match=r"needs the openvino package: pip install openvino==\d"):
+        ScoringOptions(engine="openvino")

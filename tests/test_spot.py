@@ -85,7 +85,7 @@ def test_video_source_gives_the_crops_the_original_store_holds(videos):
 def test_spot_equals_the_store_path_up_to_jpeg(videos, checkpoint_path, tmp_path):  # noqa: F811
     out = tmp_path / "spotted"
     summary = spot_videos([videos / "videos"], [checkpoint_path], out, boxes=str(videos / "boxes.json"), workers=0,
-                          progress=False, save_scores=True, log=_quiet)
+                          progress=False, save_scores=True, log=_quiet, stride=1)  # the store path's stride
     assert summary["videos"] == sorted(LENGTHS)
     # the store path on the same videos: the original encoding, inference, ensemble, decoding
     store_path = videos / "store_original"
@@ -149,6 +149,21 @@ def test_spot_outputs_agree_and_a_rerun_skips_done_videos(videos, checkpoint_pat
     assert not any("done before" in line for line in lines)
     assert [(glosses.gloss(c), s, e) for c, s, e in predictions["long_video"]] == read_eaf_annotations(
         out / "long_video.eaf", tier="glosses")
+
+
+def test_spot_runs_the_openvino_engine_with_the_predictions_of_torch(videos, checkpoint_path, tmp_path):  # noqa: F811
+    common = dict(boxes=str(videos / "boxes.json"), workers=0, progress=False, log=_quiet, save_scores=True)
+    spot_videos([videos / "videos"], [checkpoint_path], tmp_path / "torch", **common)
+    predictions = load_intervals(tmp_path / "torch" / "predictions.pkl")
+    lines = []
+    spot_videos([videos / "videos"], [checkpoint_path], tmp_path / "torch", engine="openvino",
+                **{**common, "log": lines.append})
+    assert not any("done before" in line for line in lines)  # another engine: the videos are spotted again
+    assert load_intervals(tmp_path / "torch" / "predictions.pkl") == predictions
+    spot_videos([videos / "videos"], [checkpoint_path], tmp_path / "ov", engine="openvino", **common)
+    for video in LENGTHS:
+        np.testing.assert_allclose(load_intervals_scores(tmp_path / "ov", video),
+                                   load_intervals_scores(tmp_path / "torch", video), atol=1e-5)
 
 
 def test_spot_without_boxes_estimates_them(videos, checkpoint_path, tmp_path):  # noqa: F811

@@ -142,8 +142,13 @@ def run_demo(
     workers: int = 2,
     seed: int = 0,
     tiny: bool = False,
+    train_only: bool = False,
 ) -> dict:
-    """Run every stage into ``out``; return (and print) the test score and where things are."""
+    """Run every stage into ``out``; return (and print) the test score and where things are.
+
+    ``train_only``: stop after stage 4 and return ``{"checkpoints": [...], "data": ..., "stores": ...}``
+    (the benchmarks' trained models of other seeds).
+    """
     start = time.perf_counter()
     out_dir = Path(out).resolve()
     data = out_dir / "data"
@@ -205,6 +210,8 @@ def run_demo(
         for run_dir in run_dirs:
             (run_dir / "done").write_text("training finished\n")
     checkpoints = [RunDir(run_dir).best_checkpoint() for run_dir in run_dirs]
+    if train_only:
+        return {"checkpoints": [str(c) for c in checkpoints], "data": str(data), "stores": str(stores)}
 
     # 5. per-checkpoint inference on validation (to tune decoding) and test
     jobs = []
@@ -311,6 +318,8 @@ def parse_args(argv=None):
     parser.add_argument("--stride", type=int, default=2, help="inference window stride (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="processes for data generation and stores")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and training (default: 0)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="stop after training (stages 1-4: data, frame stores, folds, trained runs)")
     parser.add_argument("--tiny", action="store_true", help="a minute-long smoke run (tests use it)")
     return parser.parse_args(argv)
 

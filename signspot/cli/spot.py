@@ -15,14 +15,18 @@ video got; correct it and rerun with --boxes). A rerun skips the videos already 
 import argparse
 
 from ..formats.safe_io import refuse_outputs_over_inputs
+from ..spot import DEFAULT_STRIDE
 from ._exit import run_main
 from ._flags import annotation_flags, model_flags
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                parents=[model_flags(workers=1, workers_help="a process decoding frames ahead of the "
-                                                                             "network"), annotation_flags()])
+                                parents=[model_flags(workers=1, workers_help="a process decoding frames ahead of the network",
+                                                     stride=DEFAULT_STRIDE,
+                                                     stride_help="test F1 within 0.01 of the original's stride 1 "
+                                                                 "(bench/bench_stride.py)"),
+                                         annotation_flags()])
     p.add_argument("--videos", nargs="+", required=True, metavar="PATH",
                    help="video files (any container OpenCV reads), folders of videos, or glob patterns")
     p.add_argument("--checkpoints", nargs="+", required=True, metavar="PATH",
