@@ -17,8 +17,10 @@ multiples of the stride, and the last window ending on the last frame), folded i
 ``scoring.FrameScoreAccumulator`` as inference uses. ``--quick`` checks that claim against
 ``scoring.score_videos`` run at the coarser stride.
 
-Cost: seconds of network time per hour of 25-fps video for one checkpoint, from the measured
-windows per second of each window length (this machine, the demo's tiny model). Prints one
+Cost: seconds of network time per hour of 25-fps video for one checkpoint, from the windows per
+second of each window length, timed apart (torch, spot.py's CPU layout, batches of 8; this
+machine, the demo's tiny model). ``--engine openvino`` runs the scoring passes faster, with the
+same scores within 1e-5. Prints one
 table: F1 per seed, its mean, min-max and the difference from stride 1, and the policy, the
 largest 32-frame stride whose mean F1 is within 0.01 of stride 1's. Writes ``<out>/stride.json``.
 ``--quick``: one seed of the tiny demo (1 epoch), strides 1, 4 and 8 and one long window.
@@ -91,7 +93,6 @@ class WindowOutputs:
                         entry.setdefault(head, []).append(logits.float().numpy())
                 self.windows += len(clips)
         self.seconds = time.perf_counter() - started
-        self.windows_per_s = self.windows * len(models) / self.seconds  # network windows per second
         self.outputs = [{self.videos[i]: {k: np.concatenate(v) for k, v in entry.items()} for i, entry in enumerate(p)}
                         for p in parts]
 
@@ -135,20 +136,19 @@ def check_subset_equals_direct(outputs: WindowOutputs, models, store, *, stride:
     return max(float(np.abs(direct[v]["scores"] - subset[v]["scores"]).max()) for v in outputs.videos)
 
 
-def run_seed(seed: int, out: Path, plans, *, quick: bool, log=print) -> dict:
+def run_seed(seed: int, out: Path, plans, *, quick: bool, engine: str = "torch", log=print) -> dict:
     """One seed's F1 per plan; kept in ``<out>/seed<N>.json`` and reused when its plans are the same."""
     saved = out / (f"seed{seed}" + ("_quick" if quick else "") + ".json")
     if saved.exists():
         kept = json.loads(saved.read_text())
         if sorted(kept["rows"]) == sorted(f"{w}/{s}" for w, s in plans):
-            kept["windows_per_s"] = {int(k): v for k, v in kept["windows_per_s"].items()}
             return kept
-    result = _score_seed(seed, out, plans, quick=quick, log=log)
+    result = _score_seed(seed, out, plans, quick=quick, engine=engine, log=log)
     saved.write_text(json.dumps(result, indent=1))
     return result
 
 
-def _score_seed(seed: int, out: Path, plans, *, quick: bool, log) -> dict:
+def _score_seed(seed: int, out: Path, plans, *, quick: bool, engine: str, log) -> dict:
     from signspot.datasets.frame_store import FrameStore
     from signspot.datasets.transforms import EvalClipTransform
     from signspot.decode import decode_all
@@ -166,10 +166,11 @@ def _score_seed(seed: int, out: Path, plans, *, quick: bool, log) -> dict:
     runtime = setup_runtime("cpu", None, cpu_autocast=False)
     spec = load_inference_model(checkpoints[0])[1]
     transform = EvalClipTransform(resize=spec.resize, crop=spec.crop)
-    rows, checks, speed = {}, {}, {}
+    rows, checks = {}, {}
     for window in sorted({w for w, _ in plans}):
         strides = sorted(s for w, s in plans if w == window)
-        models = [on_device(load_inference_model(c, window=window)[0], runtime) for c in checkpoints]
+        models = [on_device(load_inference_model(c, window=window)[0], runtime, engine=engine, clip=(window, spec.crop))
+                  for c in checkpoints]
         scored = {}
         for split in ("valid", "test"):
             store = FrameStore(stores / split)
@@ -178,9 +179,8 @@ def _score_seed(seed: int, out: Path, plans, *, quick: bool, log) -> dict:
             if quick and split == "test":
                 checks[window] = check_subset_equals_direct(scored[split], models, store, stride=strides[-1],
                                                             transform=transform, runtime=runtime)
-        speed[window] = sum(s.windows * len(models) for s in scored.values()) / sum(s.seconds for s in scored.values())
-        log(f"seed {seed}: window {window}: {speed[window]:.1f} windows/s over "
-            f"{sum(s.windows for s in scored.values())} windows x {len(models)} checkpoints")
+        log(f"seed {seed}: window {window}: {sum(s.windows for s in scored.values())} windows x {len(models)} "
+            f"checkpoints in {sum(s.seconds for s in scored.values()):.0f} s ({engine})")
         for stride in strides:
             videos = {split: ensemble(scored[split], stride, len(models)) for split in scored}
             settings, _ = tune_decode_settings(videos["valid"], gt["valid"], progress=False)
@@ -191,17 +191,45 @@ def _score_seed(seed: int, out: Path, plans, *, quick: bool, log) -> dict:
     for window, diff in checks.items():
         log(f"seed {seed}: window {window}: the subset of recorded windows against score_videos at that stride: "
             f"max |diff| {diff:.2e}")
-    return {"seed": seed, "checkpoints": checkpoints, "rows": rows, "windows_per_s": speed,
+    return {"seed": seed, "checkpoints": checkpoints, "rows": rows, "engine": engine,
             "subset_check_max_abs_diff": checks}
 
 
-def summarise(per_seed: list[dict], plans) -> list[dict]:
+def windows_per_second(checkpoint: str, windows, *, batch: int = 8, repeats: int = 3) -> dict:
+    """The network's windows per second at each window length: torch on the CPU, spot.py's default layout.
+
+    Timed apart from the scoring passes (which may run under another engine, or beside other work):
+    ``repeats`` batches of random clips after one warm-up batch, the median.
+    """
+    import torch
+
+    from signspot.inference import load_inference_model
+    from signspot.runtime import setup_runtime
+    from signspot.scoring import on_device
+
+    runtime = setup_runtime("cpu", None, cpu_autocast=False)
+    rates = {}
+    for window in windows:
+        model, spec = load_inference_model(checkpoint, window=window)
+        model = on_device(model, runtime)
+        clips = torch.rand(batch, window, 3, spec.crop, spec.crop) - 0.5
+        times = []
+        with torch.inference_mode():
+            for _ in range(repeats + 1):
+                started = time.perf_counter()
+                model(clips)
+                times.append(time.perf_counter() - started)
+        rates[window] = batch / statistics.median(times[1:])
+    return rates
+
+
+def summarise(per_seed: list[dict], plans, rates: dict) -> list[dict]:
     """One row per plan: F1 per seed, mean, spread, difference from stride 1, cost per hour of video."""
     reference = statistics.mean(s["rows"][f"{plans[0][0]}/{plans[0][1]}"]["f1"] for s in per_seed)
     table = []
     for window, stride in plans:
         f1s = [s["rows"][f"{window}/{stride}"]["f1"] for s in per_seed]
-        rate = statistics.mean(s["windows_per_s"][window] for s in per_seed)
+        rate = rates[window]
         table.append({
             "window": window, "stride": stride, "f1_per_seed": f1s, "f1_mean": statistics.mean(f1s),
             "f1_min": min(f1s), "f1_max": max(f1s), "delta_vs_stride1": statistics.mean(f1s) - reference,
@@ -229,22 +257,25 @@ def format_table(table: list[dict], seeds) -> str:
     return "\n".join(lines)
 
 
-def main(seeds, out: Path, quick: bool) -> dict:
+def main(seeds, out: Path, quick: bool, engine: str = "torch") -> dict:
     plans = QUICK_PLANS if quick else PLANS
     out.mkdir(parents=True, exist_ok=True)
-    per_seed = [run_seed(seed, out, plans, quick=quick) for seed in seeds]
-    table = summarise(per_seed, plans)
+    per_seed = [run_seed(seed, out, plans, quick=quick, engine=engine) for seed in seeds]
+    rates = windows_per_second(per_seed[0]["checkpoints"][0], sorted({w for w, _ in plans}))
+    table = summarise(per_seed, plans, rates)
     chosen = policy(table)
     print(format_table(table, seeds))
     print(f"policy: stride {chosen}, the largest 32-frame stride within {TOLERANCE} mean test F1 of stride 1")
-    report = {"seeds": list(seeds), "table": table, "policy_stride": chosen, "per_seed": per_seed, "quick": quick}
+    report = {"seeds": list(seeds), "table": table, "policy_stride": chosen, "per_seed": per_seed, "quick": quick,
+              "windows_per_s": rates}
     (out / "stride.json").write_text(json.dumps(report, indent=1))
     return report
 
 
 def run(quick: bool = False) -> list[dict]:
     """``bench/run_all.py``'s entry: one row per plan (mean test F1) and the chosen stride."""
-    report = main([0] if quick else [0, 1, 2], ROOT / "bench_out" / "stride", quick)
+    # the scoring passes through OpenVINO: the same scores within 1e-5, a third of the time
+    report = main([0] if quick else [0, 1, 2], ROOT / "bench_out" / "stride", quick, engine="openvino")
     rows = [{"name": f"test F1, window {r['window']} stride {r['stride']}", "value": r["f1_mean"], "unit": "F1",
              "note": f"{len(r['f1_per_seed'])} seed(s), {r['f1_min']:.3f}-{r['f1_max']:.3f}"}
             for r in report["table"]]
@@ -257,10 +288,13 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2", help="generator and training seeds (default 0,1,2)")
     p.add_argument("--out", default=str(ROOT / "bench_out" / "stride"), help="trained seeds and stride.json")
     p.add_argument("--quick", action="store_true", help="one tiny seed, a few plans (the tests' run)")
+    p.add_argument("--engine", choices=("torch", "openvino"), default="torch",
+                   help="what runs the scoring passes (openvino: the same scores within 1e-5, faster); the cost "
+                        "column is always timed with torch")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
     seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",")]
-    main(seeds, Path(args.out), args.quick)
+    main(seeds, Path(args.out), args.quick, args.engine)
