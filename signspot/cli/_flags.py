@@ -36,8 +36,8 @@ def model_flags(*, workers: int, workers_help: str, stride: int = _DEFAULTS.stri
     group.add_argument("--workers", type=int, default=workers, help=f"{workers_help} (default {workers}; 0: none)")
     group.add_argument("--flip-tta", action="store_true", help="also score left-right mirrored windows and average")
     group.add_argument("--engine", choices=ENGINES, default=_DEFAULTS.engine,
-                       help="what runs the network: torch (default), or openvino on the CPU, f32 (about 2.6x the "
-                            "windows per second of torch here; the package is in requirements.txt)")
+                       help="what runs the network: torch (default), or openvino on the CPU, f32 (1.65x the "
+                            "windows per second of torch's CPU default here; the package is in requirements.txt)")
     return p
 
 
