@@ -8,7 +8,8 @@ batch 1 and 8, each engine runs the same windows: windows per second (median of 
 after a warm-up), the process's peak resident memory growth during the engine's runs, and its
 agreement with eager fp32 on the per-frame scores (softmax of head "x"): the largest absolute
 difference and the share of frames whose argmax is the same. ONNX Runtime runs the model exported
-to ONNX (opset 17); OpenVINO converts it from PyTorch directly (``openvino.convert_model``). The inputs are frames of the
+to ONNX (opset 17); OpenVINO runs it as ``--engine openvino`` does (``signspot.openvino_engine``, converted
+from PyTorch directly, f32). The inputs are frames of the
 synthetic set through a model whose BatchNorm statistics were measured on them
 (``models.recalibrate_batchnorm``, as ``tests/test_precision.py`` does), so the scores depend on
 the frames. An engine whose package is not installed is listed as skipped (``pip install
@@ -100,13 +101,13 @@ def _engine(kind: str, model, example: np.ndarray, workdir: Path):
         compiled = torch.compile(head)
         return lambda x: compiled(torch.from_numpy(x)).numpy()
     if kind == "openvino":  # its PyTorch front end: torch's own pooling semantics, no ONNX in between
-        try:
-            import openvino as ov
-        except ImportError:
+        from signspot.openvino_engine import OpenVinoNetwork, openvino_missing  # --engine openvino's, f32
+
+        if openvino_missing():
             return None
-        compiled = ov.Core().compile_model(ov.convert_model(head, example_input=torch.from_numpy(example)), "CPU",
-                                           {"INFERENCE_PRECISION_HINT": "f32"})  # its default may be bf16
-        return lambda x: compiled(x)[0]
+
+        network = OpenVinoNetwork(model, window=example.shape[1], crop=example.shape[-1])
+        return lambda x: network(torch.from_numpy(x))["x"].numpy()
     if kind != "onnxruntime":
         raise ValueError(kind)
     try:

@@ -69,7 +69,7 @@ class ScoringOptions:
     batch_size: int = 8  # --batch-size: windows per forward pass
     workers: int = 2  # --workers: processes decoding frames (0: in this process)
     flip_tta: bool = False  # --flip-tta: also score mirrored windows and average
-    engine: str = "torch"  # --engine: torch, or openvino (CPU only, f32)
+    engine: str = "torch"  # --engine: torch, or openvino (CPU only, f32; no --device means the CPU)
 
     def __post_init__(self):
         def positive_int(value) -> bool:
@@ -96,6 +96,8 @@ class ScoringOptions:
 
             if openvino_missing():
                 raise ScoringError(f"--engine openvino needs the openvino package: pip install {OPENVINO_PIN}")
+            if self.device is None:  # the CPU, even where CUDA is the default
+                object.__setattr__(self, "device", "cpu")
 
     def check_window(self, window: int) -> None:
         """The stride must leave no frame between windows."""
@@ -272,6 +274,7 @@ def score_videos_with_models(
     compat: str = "none",
     drop_last_batch: bool = False,
     embed_layer: Optional[str] = None,
+    on_windows=None,
     progress: bool = True,
 ) -> list[dict[str, dict]]:
     """Score every frame of ``videos`` with each of ``models`` in one pass over the frames.
@@ -292,6 +295,10 @@ def score_videos_with_models(
 
     ``embed_layer``: per-frame features instead of scores (``model.embed(clips, embed_layer)``,
     averaged over the windows covering a frame, no softmax), in ``"scores"`` as ``(num_frames, D)``.
+
+    ``on_windows(model_index, video, starts, head_logits)``, if given, also receives every batch's
+    window starts and ``{head: (N, T_h, C + 1) logits}`` (``bench/bench_stride.py`` keeps them to
+    fold subsets of the windows).
     """
     if stride > window:
         raise ScoringError(f"stride {stride} > window {window} would leave frames between windows without scores")
@@ -346,6 +353,8 @@ def score_videos_with_models(
                     with runtime.autocast():
                         outputs = model(view) if embed_layer is None else {"features": model.embed(view, embed_layer)}
                     head_logits = {h: outputs[h].float().cpu().numpy() for h in head_weights}
+                    if on_windows is not None:
+                        on_windows(m, ordered[video_index], starts, head_logits)
                     if video_index not in pending:
                         pending[video_index] = [[None] * len(models), 0]
                     accumulators = pending[video_index][0]

@@ -200,26 +200,23 @@ def spot_videos(
     from signspot.datasets.transforms import EvalClipTransform
 
     try:
-        runtime = setup_runtime(device, amp, cpu_autocast=True, timeout_s=6 * 3600.0, flags=("--device", "--amp"))
+        runtime = setup_runtime(options.device, amp, cpu_autocast=True, timeout_s=6 * 3600.0,
+                                flags=("--device", "--amp"))
     except RuntimeSetupError as exc:
         raise InferenceError(str(exc)) from None
     if runtime.dist.world_size > 1:
         runtime.shutdown()
         raise SpotError("spot.py runs in one process; for several GPUs use the frame-store path with torchrun")
-    try:
-        models = [on_device(model, runtime, engine=engine, clip=(window, crop)) for _, model, _ in loaded]
-    except SignspotError:
-        runtime.shutdown()
-        raise
-    new_stems = safe_file_stems(sorted(set(paths) - set(index)), taken=index.values())
-    index.update(new_stems)
-    stems = index
-    results_dir = out / "videos"
-    if new_stems:  # the names are taken before any file is written under them
-        with atomic_write(results_dir / "index.json", "w") as f:
-            json.dump({"videos": index}, f, indent=1, sort_keys=True)
     results: dict = {}
     try:
+        models = [on_device(model, runtime, engine=options.engine, clip=(window, crop)) for _, model, _ in loaded]
+        new_stems = safe_file_stems(sorted(set(paths) - set(index)), taken=index.values())
+        index.update(new_stems)
+        stems = index
+        results_dir = out / "videos"
+        if new_stems:  # the names are taken before any file is written under them
+            with atomic_write(results_dir / "index.json", "w") as f:
+                json.dump({"videos": index}, f, indent=1, sort_keys=True)
         for number, video in enumerate(sorted(paths), 1):
             path = paths[video]
             done = results_dir / f"{stems[video]}.json"
@@ -250,7 +247,8 @@ def spot_videos(
                                   {video: {k: entry[k] for k in ("scores", "fps", "num_frames")}},
                                   checkpoint=f"ensemble of {len(models)} checkpoint(s)", head_weights=equal_head_weights(),
                                   window=window, stride=stride,
-                                  extra={"sources": [str(p) for p in checkpoint_paths], "video": str(path)})
+                                  extra={"sources": [str(p) for p in checkpoint_paths], "video": str(path),
+                                         "engine": options.engine})
             write_eaf(out / f"{stems[video]}.eaf", intervals, media=path, vocabulary=glosses, scores=scores, tier=tier)
             result = {"identity": identity, "video": video, "intervals": intervals, "scores": scores,
                       "box_source": chosen_boxes[video][1]}

@@ -439,3 +439,12 @@ def test_the_openvino_engine_names_the_package_when_it_is_missing(monkeypatch):
     monkeypatch.setattr(engine, "openvino_missing", lambda: True)
     with pytest.raises(ScoringError, match=r"needs the openvino package: pip install openvino==\d"):
         ScoringOptions(engine="openvino")
+
+
+def test_the_openvino_engine_runs_on_the_cpu_when_no_device_is_named(monkeypatch):
+    """No --device with --engine openvino is the CPU, even where CUDA would be the default."""
+    from signspot.scoring import ScoringOptions
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ScoringOptions(engine="openvino").device == "cpu"
+    assert ScoringOptions().device is None  # torch's default is left to the runtime
