@@ -2,8 +2,9 @@
 
 OpenVINO converts the network from PyTorch directly (its PyTorch front end keeps torch's pooling
 semantics, which the ONNX export does not) and runs the 3-D convolutions through oneDNN. Measured
-on this project's 2-core CPU (``bench/bench_cpu_engine.py``, the README's engine table): about 2.6x
-the windows per second of eager PyTorch for the full model, every frame's argmax unchanged.
+on this project's 2-core CPU (``bench/bench_cpu_engine.py``, the README's engine table): 2.6-2.8x
+the windows per second of eager PyTorch for the full model (1.65-1.8x channels_last_3d, the CPU
+default), every frame's argmax unchanged.
 
 It runs in f32 (``INFERENCE_PRECISION_HINT``): on a CPU with AMX or AVX-512 bf16 its default is
 bf16, which changed the argmax of 12-31% of the tiny model's frames. The network is converted with

@@ -109,9 +109,9 @@ def on_device(model: torch.nn.Module, runtime: Runtime, *, exact: bool = False, 
               clip: Optional[tuple[int, int]] = None) -> torch.nn.Module:
     """``model`` on the runtime's device, in the memory layout (or engine) that runs fastest there.
 
-    On a CPU the 3-D convolutions run in channels_last_3d: 1.53x the windows per second of
-    the full HS-I3D at batch 8 (1.47x the tiny one), every frame's argmax unchanged and
-    scores within 3e-7 (``bench/bench_cpu_engine.py``). ``exact`` (``--compat original``)
+    On a CPU the 3-D convolutions run in channels_last_3d: 1.53-1.58x the windows per second
+    of the full HS-I3D at batch 8 (1.47-1.94x the tiny one), every frame's argmax unchanged and
+    scores within 1e-6 (``bench/bench_cpu_engine.py``, two runs). ``exact`` (``--compat original``)
     keeps the contiguous layout, the one the agreement with the original code was measured in.
     ``engine="openvino"``: the network compiled by OpenVINO for clips of ``clip`` = (window, crop)
     frames (:class:`signspot.openvino_engine.OpenVinoNetwork`), on the CPU only.
