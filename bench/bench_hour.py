@@ -90,7 +90,6 @@ def _checkpoint(out: Path, name: str, classes: int, crop: int, quick: bool) -> P
 
 def _time(checkpoint: Path, store, *, stride: int, original: bool, batch_size: int, engine: str = "torch") -> dict:
     from signspot.datasets.transforms import EvalClipTransform
-    from signspot.datasets.video_windows import StreamingWindowDataset
     from signspot.inference import load_inference_model
     from signspot.runtime import setup_runtime
     from signspot.scoring import equal_head_weights, on_device, score_videos_with_models
@@ -99,18 +98,16 @@ def _time(checkpoint: Path, store, *, stride: int, original: bool, batch_size: i
     compat = "original" if original else "none"
     runtime = setup_runtime("cpu", None, cpu_autocast=False)
     model = on_device(model, runtime, exact=original, engine=engine, clip=(spec.window, spec.crop))
-    videos = list(store.videos)
+    run = []  # the windows of each batch, as the scoring path ran them
     started = time.perf_counter()
     scored = score_videos_with_models(
-        [model], store, videos, window=spec.window, stride=stride, runtime=runtime,
+        [model], store, list(store.videos), window=spec.window, stride=stride, runtime=runtime,
         transform=EvalClipTransform(resize=spec.resize, crop=spec.crop), head_weights=equal_head_weights(),
         batch_size=batch_size, compat=compat, drop_last_batch=original,
-        progress=False)[0]
+        on_windows=lambda _m, _v, starts, _logits: run.append(len(starts)), progress=False)[0]
     seconds = time.perf_counter() - started
     runtime.shutdown()
-    windows = sum(StreamingWindowDataset(store, videos, window=spec.window, stride=stride, batch_size=batch_size,
-                                         transform=None, compat=compat, drop_last_batch=original
-                                         ).num_windows(store.num_frames(v)) for v in videos)
+    windows = sum(run)
     frames = sum(v["num_frames"] for v in scored.values())
     hour = seconds / windows * (HOUR_FRAMES / stride)  # an hour's windows: one per `stride` frames
     return {"frames_timed": frames, "windows_timed": windows, "seconds": seconds, "stride": stride,

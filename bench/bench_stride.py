@@ -68,7 +68,6 @@ class WindowOutputs:
     """
 
     def __init__(self, models, store, *, window: int, stride: int, transform, runtime, batch_size: int = 16):
-        from signspot.datasets.windows import window_starts
         from signspot.scoring import equal_head_weights, score_videos_with_models
 
         self.window, self.stride = window, stride
@@ -88,7 +87,7 @@ class WindowOutputs:
                                  runtime=runtime, head_weights=equal_head_weights(), batch_size=batch_size,
                                  on_windows=keep, progress=False)
         self.seconds = time.perf_counter() - started
-        self.windows = sum(len(window_starts(self.num_frames[v], window, stride)) for v in self.videos)
+        self.windows = sum(len(starts) for entry in parts[0].values() for starts in entry["starts"])  # as run
         self.outputs = [{v: {k: np.concatenate(x) for k, x in entry.items()} for v, entry in p.items()} for p in parts]
 
     def frame_scores(self, model_index: int, stride: int) -> dict:
